@@ -1,0 +1,128 @@
+"""Landing records -> typed bronze rows, following the object's spec.
+
+Nested objects are flattened with ``__`` (``metadata.order_id`` -> ``metadata__order_id``),
+lists become JSON text. Values that cannot be cast to the declared type are reported per row
+(the loader rejects those rows with the rule ``type:<field>``); unknown fields (schema drift)
+are kept as text columns so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ingestion.spec import FieldSpec, ObjectSpec
+
+_SAFE = re.compile(r"[^a-z0-9_]")
+
+
+def flatten_record(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if v:
+                out.update(flatten_record(v, name + "__"))
+            else:
+                out[name] = None
+        elif isinstance(v, list):
+            out[name] = json.dumps(v, separators=(",", ":"), default=str)
+        else:
+            out[name] = v
+    return out
+
+
+def column_name(raw: str) -> str:
+    name = _SAFE.sub("_", raw.lower()).strip("_") or "field"
+    return name if not name[0].isdigit() else f"f_{name}"
+
+
+def _cast(series: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
+    """Returns (typed values, mask of rows whose present value failed to cast)."""
+    present = series.notna()
+    t = spec.type
+    if t == "string":
+        out = series.map(lambda v: v if v is None or isinstance(v, str) else (json.dumps(v) if isinstance(v, (dict, list)) else str(v)), na_action="ignore")
+        return out.astype("string"), pd.Series(False, index=series.index)
+    if t == "json":
+        out = series.map(lambda v: v if isinstance(v, str) else json.dumps(v), na_action="ignore")
+        return out.astype("string"), pd.Series(False, index=series.index)
+    if t == "bool":
+        def to_bool(v: Any) -> Any:
+            if isinstance(v, (bool, np.bool_)):
+                return bool(v)
+            if isinstance(v, str) and v.lower() in ("true", "false"):
+                return v.lower() == "true"
+            return np.nan
+        out = series.map(to_bool, na_action="ignore")
+        bad = present & out.isna()
+        return out.astype("boolean"), bad
+    if t in ("int", "epoch_s", "epoch_us"):
+        def to_int(v: Any) -> Any:
+            if isinstance(v, bool):
+                return np.nan
+            if isinstance(v, (int, np.integer)):
+                return int(v)
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+                return int(v.strip())
+            return np.nan
+        out = series.map(to_int, na_action="ignore")
+        bad = present & out.isna()
+        ints = pd.array(out.where(out.notna(), None).tolist(), dtype="Int64")
+        typed = pd.Series(ints, index=series.index)
+        if t == "int":
+            return typed, bad
+        unit = "s" if t == "epoch_s" else "us"
+        ts = pd.to_datetime(typed.astype("float64"), unit=unit, utc=True)
+        return ts, bad
+    if t == "float":
+        out = pd.to_numeric(series.map(lambda v: np.nan if isinstance(v, bool) else v, na_action="ignore"), errors="coerce")
+        bad = present & out.isna()
+        return out.astype("float64"), bad
+    if t == "timestamp":
+        out = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        bad = present & out.isna()
+        return out, bad
+    if t == "date":
+        out = pd.to_datetime(series, errors="coerce", format="mixed")
+        bad = present & out.isna()
+        return out.dt.date.where(out.notna(), None), bad
+    raise ValueError(f"unknown field type {t!r} for {spec.name}")
+
+
+def records_to_frame(records: list[dict[str, Any]], spec: ObjectSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Flatten and type ``records``.
+
+    Returns (frame, cast_failures, drift_columns): ``frame`` has every declared field (typed,
+    NULL where absent) plus unknown fields as text; ``cast_failures`` has one row per
+    (record index, field) whose value could not be cast.
+    """
+    flat = [flatten_record(r) for r in records]
+    raw = pd.DataFrame.from_records(flat) if flat else pd.DataFrame()
+    raw.columns = [column_name(c) for c in raw.columns]
+    raw = raw.loc[:, ~raw.columns.duplicated()]
+    out = pd.DataFrame(index=raw.index)
+    failures: list[tuple[int, str]] = []
+    for f in spec.fields:
+        col = raw[f.name] if f.name in raw.columns else pd.Series([None] * len(raw), index=raw.index, dtype="object")
+        col = col.astype("object").where(col.notna(), None)
+        typed, bad = _cast(col, f)
+        out[f.name] = typed
+        failures.extend((int(i), f.name) for i in raw.index[bad.to_numpy()])
+    declared = {f.name for f in spec.fields}
+    drift = [c for c in raw.columns if c not in declared]
+    for c in drift:
+        out[c] = raw[c].map(lambda v: v if isinstance(v, str) else json.dumps(v, default=str), na_action="ignore").astype("string")
+    cast_failures = pd.DataFrame(failures, columns=["row", "field"])
+    return out, cast_failures, drift
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

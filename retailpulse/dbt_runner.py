@@ -1,0 +1,88 @@
+"""Run dbt in-process against the configured warehouse.
+
+The profile is generated from :meth:`Warehouse.dbt_profile` (the one place that knows how to
+reach the warehouse) into a private profiles directory, so dbt never needs a hand-written
+``~/.dbt/profiles.yml`` and secrets never land in the repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retailpulse.settings import Settings
+from retailpulse.warehouse import get_warehouse
+
+log = logging.getLogger(__name__)
+
+
+class DbtError(RuntimeError):
+    pass
+
+
+@dataclass
+class DbtResult:
+    success: bool
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [n for n in self.nodes if n["status"] in ("error", "fail", "runtime error")]
+
+
+def write_profiles(settings: Settings) -> Path:
+    """Write profiles.yml for the configured target; returns its directory (mode 0700)."""
+    wh = get_warehouse(settings)
+    profiles_dir = settings.data_path / "dbt_profiles"
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(profiles_dir, 0o700)
+    profile = {"retailpulse": {"target": wh.target, "outputs": {wh.target: wh.dbt_profile()}}}
+    path = profiles_dir / "profiles.yml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(profile, sort_keys=False))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return profiles_dir
+
+
+def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
+    """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes."""
+    from dbt.cli.main import dbtRunner
+
+    profiles_dir = write_profiles(settings)
+    project = settings.dbt_project_dir
+    all_vars = {"reporting_currency": settings.reporting_currency,
+                "attribution_lookback_days": settings.attribution_lookback_days, **(vars or {})}
+    cli = [*args, "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
+           "--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
+    if not any(a.startswith("--log-path") for a in args):
+        cli += ["--log-path", str(settings.data_path / "dbt_logs")]
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    res = dbtRunner().invoke(cli)
+    nodes: list[dict[str, Any]] = []
+    results = getattr(res.result, "results", None) or []
+    for r in results:
+        node = getattr(r, "node", None)
+        nodes.append({
+            "unique_id": getattr(node, "unique_id", "?"),
+            "name": getattr(node, "name", "?"),
+            "resource_type": str(getattr(node, "resource_type", "?")),
+            "status": str(getattr(r, "status", "?")),
+            "message": getattr(r, "message", None),
+            "seconds": getattr(r, "execution_time", None),
+        })
+    result = DbtResult(success=bool(res.success), nodes=nodes)
+    if not res.success:
+        failed = result.failures
+        if failed:
+            detail = "; ".join(f"{n['name']} ({n['status']}: {str(n['message'])[:200]})" for n in failed[:5])
+        else:
+            detail = str(res.exception or "see dbt logs")[:500]
+        raise DbtError(f"dbt {args[0]} failed: {detail}")
+    return result

@@ -1,0 +1,142 @@
+"""The stages of the daily pipeline, callable from Airflow tasks, the CLI and tests.
+
+Every stage takes a :class:`Settings` and explicit dates, returns a small JSON-able summary and
+keeps no global state. Extract stages only write landing files (they may run in parallel);
+every other stage writes the warehouse and runs in the one-slot pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ingestion.interval import Interval
+from retailpulse.settings import Settings
+from retailpulse.warehouse import SCHEMAS, get_warehouse
+
+log = logging.getLogger(__name__)
+
+GOLD_TABLES = ("fct_orders",)
+
+
+def configured_sources(settings: Settings) -> list[str]:
+    """Sources whose credentials are configured (settings or Airflow connections)."""
+    from ingestion.connectors import SOURCES
+    from retailpulse.credentials import resolve
+
+    out = []
+    for source in SOURCES:
+        if source == "stripe" and resolve("stripe", settings.stripe_api_base, settings.stripe_api_key).secret:
+            out.append(source)
+    return out
+
+
+def resolve_interval(
+    data_interval_start: dt.datetime | None,
+    data_interval_end: dt.datetime | None,
+    conf: dict[str, Any] | None = None,
+) -> Interval:
+    """The run's interval: ``conf`` start/end (inclusive dates) win over Airflow's data interval."""
+    conf = conf or {}
+    if conf.get("start") and conf.get("end"):
+        return Interval.for_dates(dt.date.fromisoformat(str(conf["start"])), dt.date.fromisoformat(str(conf["end"])))
+    if data_interval_start is None or data_interval_end is None:
+        raise ValueError("no data interval: pass start and end (YYYY-MM-DD) in the run conf")
+    return Interval(data_interval_start, data_interval_end)
+
+
+def init_warehouse(settings: Settings) -> None:
+    get_warehouse(settings).ensure_schemas(SCHEMAS)
+
+
+def stage_extract(settings: Settings, source: str, interval: Interval) -> dict[str, Any]:
+    from ingestion.runner import extract_source
+
+    manifests = extract_source(settings, source, interval)
+    return {m.object: m.record_count for m in manifests}
+
+
+def stage_load(settings: Settings, source: str, interval: Interval) -> list[dict[str, Any]]:
+    from ingestion.runner import load_source
+
+    init_warehouse(settings)
+    return [asdict(r) for r in load_source(settings, source, interval)]
+
+
+def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None = None) -> dict[str, Any]:
+    from retailpulse.dbt_runner import run_dbt
+
+    init_warehouse(settings)
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    began = time.monotonic()
+    result = run_dbt(settings, args)
+    kinds: dict[str, int] = {}
+    for n in result.nodes:
+        kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1
+    return {"seconds": round(time.monotonic() - began, 1), "nodes": kinds}
+
+
+def stage_publish(settings: Settings) -> dict[str, Any]:
+    """Copy gold into a read-only serving DuckDB file, swapped in atomically, plus Parquet."""
+    import duckdb
+
+    wh = get_warehouse(settings)
+    tables = wh.list_tables("gold")
+    serving = settings.serving_path
+    serving.mkdir(parents=True, exist_ok=True)
+    tmp = serving / f".retailpulse_serving-{uuid.uuid4().hex[:8]}.duckdb"
+    parquet_tmp = serving / f".parquet-{uuid.uuid4().hex[:8]}"
+    parquet_tmp.mkdir()
+    counts: dict[str, int] = {}
+    try:
+        frames = {t: wh.query_df(f'select * from gold."{t}"') for t in tables}
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("create schema if not exists gold")
+            for t, df in frames.items():
+                con.register("__f", df)
+                con.execute(f'create table gold."{t}" as select * from __f')
+                con.unregister("__f")
+                con.execute(f"copy gold.\"{t}\" to '{parquet_tmp / (t + '.parquet')}' (format parquet)")
+                counts[t] = len(df)
+        finally:
+            con.close()
+        final = serving / "retailpulse_serving.duckdb"
+        os.replace(tmp, final)
+        final_parquet = serving / "parquet"
+        if final_parquet.exists():
+            old = serving / f".old-parquet-{uuid.uuid4().hex[:8]}"
+            os.rename(final_parquet, old)
+            os.rename(parquet_tmp, final_parquet)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(parquet_tmp, final_parquet)
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(parquet_tmp, ignore_errors=True)
+    return {"serving_file": str(serving / "retailpulse_serving.duckdb"), "tables": counts}
+
+
+def gold_counts(settings: Settings) -> dict[str, int]:
+    wh = get_warehouse(settings)
+    return {t: wh.row_count("gold", t) for t in wh.list_tables("gold")}
+
+
+def write_alert(settings: Settings, message: str) -> Path:
+    path = settings.data_path / "alerts.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with path.open("a") as fh:
+        fh.write(f"{stamp} {message}\n")
+    return path
