@@ -97,6 +97,9 @@ def validate_frame(
     data = data.reset_index(drop=True)
 
     context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas(f"{spec.source}")
     asset = source.add_dataframe_asset(spec.name)
     batch_def = asset.add_batch_definition_whole_dataframe("batch")

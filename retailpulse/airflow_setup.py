@@ -80,7 +80,7 @@ def load_dag(settings: Settings, dag_id: str = DAG_ID) -> Any:
     apply_env(settings)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(settings.home / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(settings.home / "dags"))
     if bag.import_errors:
         first = next(iter(bag.import_errors.items()))
         raise AirflowError(f"DAG import error in {first[0]}: {str(first[1]).strip().splitlines()[-1]}")

@@ -1,0 +1,126 @@
+"""Landing zone, flattening, GX validation and the bronze loader, on hand-made batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from ingestion.bronze import BatchRefused, load_batch
+from ingestion.connectors.stripe import SPECS
+from ingestion.flatten import flatten_record, records_to_frame
+from ingestion.interval import Interval
+from ingestion.landing import LandingZone
+from retailpulse.warehouse import get_warehouse
+
+DAY = Interval.for_dates(dt.date(2025, 3, 1), dt.date(2025, 3, 1))
+
+
+def charge(i: int, **kw):
+    rec = {
+        "id": f"ch_{i:05d}", "object": "charge", "amount": 1000 + i, "amount_captured": 1000 + i,
+        "amount_refunded": 0, "refunded": False, "currency": "usd", "customer": f"cus_{i % 7}",
+        "created": 1740787200 + i, "status": "succeeded", "paid": True, "failure_code": None,
+        "description": None, "receipt_email": f"p{i}@example.com", "metadata": {"order_id": f"ord_{i}"},
+        "livemode": False,
+    }
+    rec.update(kw)
+    return rec
+
+
+def test_interval_keys_roundtrip():
+    assert Interval.from_key(DAY.key) == DAY
+    assert DAY.days() == [dt.date(2025, 3, 1)]
+    with pytest.raises(ValueError):
+        Interval(DAY.end, DAY.start)
+
+
+def test_flatten_nests_with_double_underscore():
+    flat = flatten_record({"a": 1, "metadata": {"order_id": "o1", "x": {"y": 2}}, "items": [1, 2], "empty": {}})
+    assert flat == {"a": 1, "metadata__order_id": "o1", "metadata__x__y": 2, "items": "[1,2]", "empty": None}
+
+
+def test_records_to_frame_types_and_reports_cast_failures():
+    frame, failures, drift = records_to_frame(
+        [charge(1), charge(2, amount="abc"), charge(3, new_field="surprise")], SPECS["charges"]
+    )
+    assert str(frame["amount"].dtype) == "Int64"
+    assert frame["created"].iloc[0].year == 2025
+    assert failures.to_dict("records") == [{"row": 1, "field": "amount"}]
+    assert drift == ["new_field"]
+
+
+def test_landing_is_atomic_and_replaces_interval(tmp_path):
+    zone = LandingZone(tmp_path)
+    m1 = zone.write_batch("stripe", "charges", DAY, [charge(1), charge(2)])
+    assert m1.record_count == 2
+    m2 = zone.write_batch("stripe", "charges", DAY, [charge(3)])
+    assert [r["id"] for r in zone.iter_records("stripe", "charges", DAY)] == ["ch_00003"]
+    assert zone.read_manifest("stripe", "charges", DAY).batch_id == m2.batch_id
+
+    def exploding():
+        yield charge(4)
+        raise RuntimeError("network died")
+
+    with pytest.raises(RuntimeError):
+        zone.write_batch("stripe", "charges", DAY, exploding())
+    # the previous batch is intact and no temp dirs are left behind
+    assert [r["id"] for r in zone.iter_records("stripe", "charges", DAY)] == ["ch_00003"]
+    assert [p.name for p in (tmp_path / "stripe" / "charges").iterdir()] == [DAY.key]
+
+
+def test_loader_rejects_bad_rows_with_reasons_and_reconciles(settings):
+    zone = LandingZone(settings.landing_path)
+    records = [charge(i) for i in range(40)]
+    records.append(dict(records[3]))                      # exact duplicate
+    records.append(charge(130, amount="abc"))              # retyped field
+    records.append(charge(131, id=None))                   # key missing
+    records.append(charge(132, currency="dollars"))        # bad currency format
+    records.append(charge(133, status="weird"))            # not an accepted value
+    records.append(charge(134, amount=-5))                 # out of range
+    zone.write_batch("stripe", "charges", DAY, records)
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    report = load_batch(wh, zone, SPECS["charges"], DAY)
+    assert (report.extracted, report.loaded, report.rejected, report.duplicates) == (46, 40, 6, 1)
+    assert report.loaded + report.rejected == report.extracted
+    rules = dict(wh.query("select json_extract_string(record, '$.id'), rule from bronze.rejected_records order by 1"))
+    assert rules["ch_00130"] == "type:amount"
+    assert "expect_column_values_to_match_regex(currency)" in rules["ch_00132"]
+    assert "expect_column_values_to_be_in_set(status)" in rules["ch_00133"]
+    assert "expect_column_values_to_be_between(amount)" in rules["ch_00134"]
+    assert rules["ch_00003"] == "duplicate_record"
+    assert sum(1 for r in wh.query("select rule from bronze.rejected_records") if "not_be_null(id)" in r[0]) == 1
+    total = wh.scalar("select sum(amount) from bronze.stripe__charges")
+    assert total == sum(1000 + i for i in range(40))
+    # loading the same interval again replaces it: same bronze, same rejects
+    load_batch(wh, zone, SPECS["charges"], DAY)
+    assert wh.row_count("bronze", "stripe__charges") == 40
+    assert wh.row_count("bronze", "rejected_records") == 6
+    audit = wh.query("select extracted, loaded, rejected, status from ops.load_audit")
+    assert audit == [(46, 40, 6, "loaded")]
+
+
+def test_critical_failure_refuses_the_batch_and_names_the_expectation(settings):
+    zone = LandingZone(settings.landing_path)
+    broken = [{k: v for k, v in charge(i).items() if k != "currency"} for i in range(5)]
+    zone.write_batch("stripe", "charges", DAY, broken)
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    with pytest.raises(BatchRefused, match=r"expect_column_to_exist\(currency\)"):
+        load_batch(wh, zone, SPECS["charges"], DAY)
+    assert not wh.table_exists("bronze", "stripe__charges")
+    status = wh.query("select status, critical_failures from ops.load_audit")
+    assert status[0][0] == "refused" and "currency" in json.loads(status[0][1])[0]
+    validation = zone.read_sidecar("stripe", "charges", DAY, "validation.json")
+    assert validation["success"] is False
+
+
+def test_too_many_rejects_refuse_the_batch(settings):
+    zone = LandingZone(settings.landing_path)
+    zone.write_batch("stripe", "charges", DAY, [charge(i, amount="bad") for i in range(10)] + [charge(99)])
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    with pytest.raises(BatchRefused, match="rejected_fraction"):
+        load_batch(wh, zone, SPECS["charges"], DAY)

@@ -1,0 +1,67 @@
+"""The one warehouse module: DuckDB (default) and Postgres behave the same."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from retailpulse.warehouse import WarehouseError, get_warehouse, ident
+
+
+def _exercise(wh) -> None:
+    wh.ensure_schemas()
+    df = pd.DataFrame({"k": ["a", "b", "c"], "part": ["p1", "p1", "p2"], "v": [1, 2, 3]})
+    assert wh.replace_rows("bronze", "t", df, where={"part": "p1"}) == 3
+    assert wh.row_count("bronze", "t") == 3
+    # replacing partition p1 only touches p1
+    again = pd.DataFrame({"k": ["a2"], "part": ["p1"], "v": [10]})
+    wh.replace_rows("bronze", "t", again, where={"part": "p1"})
+    schema = wh.schema_name("bronze")
+    rows = wh.query(f'select k, v from "{schema}"."t" order by k')
+    assert rows == [("a2", 10), ("c", 3)]
+    # schema drift: a new column is added, old rows get NULL
+    drift = pd.DataFrame({"k": ["d"], "part": ["p3"], "v": [4], "extra": ["x"]})
+    wh.replace_rows("bronze", "t", drift, where={"part": "p3"})
+    rows = wh.query(f'select k, extra from "{schema}"."t" order by k')
+    assert rows == [("a2", None), ("c", None), ("d", "x")]
+    assert "t" in wh.list_tables("bronze")
+    # a failure inside the transaction leaves the previous state
+    with pytest.raises(RuntimeError):
+        with wh.connect() as con:
+            wh.replace_rows("bronze", "t", pd.DataFrame({"k": ["z"], "part": ["p3"], "v": [9]}), where={"part": "p3"}, con=con)
+            raise RuntimeError("crash mid-batch")
+    assert wh.query(f'select k from "{schema}"."t" where part = \'p3\'') == [("d",)]
+
+
+def test_duckdb_roundtrip(settings):
+    wh = get_warehouse(settings)
+    assert wh.target == "duckdb"
+    _exercise(wh)
+    assert settings.duckdb_path.exists()
+
+
+@pytest.mark.postgres
+def test_postgres_roundtrip(pg_settings):
+    wh = get_warehouse(pg_settings)
+    assert wh.target == "postgres"
+    _exercise(wh)
+    prof = wh.dbt_profile()
+    assert prof["type"] == "postgres" and prof["host"] == "127.0.0.1"
+
+
+def test_identifiers_are_validated():
+    assert ident("fct_orders") == '"fct_orders"'
+    with pytest.raises(WarehouseError):
+        ident('x"; drop table y; --')
+
+
+def test_read_only_without_warehouse_says_what_to_do(settings):
+    wh = get_warehouse(settings)
+    with pytest.raises(WarehouseError, match="make run"):
+        with wh.connect(read_only=True):
+            pass
+
+
+def test_dbt_profile_points_at_the_settings_file(settings):
+    prof = get_warehouse(settings).dbt_profile()
+    assert prof == {"type": "duckdb", "path": str(settings.duckdb_path), "threads": settings.dbt_threads}
