@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from airflow.exceptions import AirflowSkipException
 from airflow.sdk import Asset, dag, get_current_context, task
+
+from ingestion.connectors import SOURCES
 
 WAREHOUSE_POOL = "retailpulse_warehouse"
 GOLD_ASSET = Asset("retailpulse://warehouse/gold")
-SOURCES = ("stripe",)
 
 
 def _alert(context) -> None:  # on_failure_callback: a clear alert line beside the data
@@ -70,9 +72,13 @@ def _settings():
 def retailpulse_daily():
     @task
     def extract(source: str) -> dict:
+        from ingestion.connectors import is_configured
         from retailpulse.pipeline import stage_extract
 
-        return stage_extract(_settings(), source, _interval())
+        settings = _settings()
+        if not is_configured(source, settings):
+            raise AirflowSkipException(f"{source} is not configured (no credentials or location); skipped")
+        return stage_extract(settings, source, _interval())
 
     @task(pool=WAREHOUSE_POOL)
     def load(source: str) -> list:
@@ -80,7 +86,7 @@ def retailpulse_daily():
 
         return stage_load(_settings(), source, _interval())
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
     def dbt_build() -> dict:
         from retailpulse.pipeline import stage_dbt
 

@@ -107,7 +107,7 @@ def prepare_batch(
     frame.index = good_idx
     present = {c for c in frame.columns if frame[c].notna().any()} | set(drift)
     # columns that exist in at least one record count as present (even if null there)
-    present |= {k for rec in good for k in _top_keys(rec)}
+    present |= {k for rec in good for k in _top_keys(spec.prepare(rec) if spec.prepare else rec)}
     bad_cast: dict[int, list[str]] = {}
     for row, fld in cast_failures.itertuples(index=False):
         bad_cast.setdefault(good_idx[row], []).append(f"type:{fld}")
@@ -154,6 +154,38 @@ def recent_volumes(wh: Warehouse, spec: ObjectSpec, before: Interval, n: int = 7
     return [int(r[0]) for r in rows]
 
 
+def empty_bronze_frame(spec: ObjectSpec) -> pd.DataFrame:
+    frame, _, _ = records_to_frame([], spec)
+    frame.insert(0, "_interval_key", pd.Series([], dtype="string"))
+    frame["_batch_id"] = pd.Series([], dtype="string")
+    frame["_interval_start"] = pd.Series([], dtype="datetime64[us, UTC]")
+    frame["_interval_end"] = pd.Series([], dtype="datetime64[us, UTC]")
+    frame["_extracted_at"] = pd.Series([], dtype="datetime64[us, UTC]")
+    frame["_row_number"] = pd.Series([], dtype="int64")
+    frame["_loaded_at"] = pd.Series([], dtype="datetime64[us, UTC]")
+    return frame
+
+
+REJECTS_EMPTY = {
+    "source": "string", "object": "string", "interval_key": "string", "batch_id": "string",
+    "row_number": "int64", "rule": "string", "record": "string", "rejected_at": "datetime64[us, UTC]",
+}
+
+
+def ensure_bronze_tables(wh: Warehouse) -> None:
+    """Create (empty) every declared bronze table and bronze.rejected_records if missing."""
+    from ingestion.connectors import SOURCES, get_specs
+
+    with wh.connect() as con:
+        for source in SOURCES:
+            for spec in get_specs(source).values():
+                if not wh._column_types(con, wh.schema_name("bronze"), spec.bronze_table):
+                    wh.replace_rows("bronze", spec.bronze_table, empty_bronze_frame(spec), where={}, con=con)
+        if not wh._column_types(con, wh.schema_name("bronze"), "rejected_records"):
+            empty = pd.DataFrame({k: pd.Series([], dtype=v) for k, v in REJECTS_EMPTY.items()})
+            wh.replace_rows("bronze", "rejected_records", empty, where={}, con=con)
+
+
 def load_batch(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, interval: Interval) -> LoadReport:
     """Validate and load one landed batch. Raises BatchRefused on a critical failure."""
     prepared = prepare_batch(zone, spec, interval, recent_volumes(wh, spec, interval))
@@ -179,11 +211,12 @@ def load_batch(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, interval: Int
             body = prepared.frame.copy()
             body.insert(0, "_interval_key", interval.key)
             body["_batch_id"] = prepared.batch_id
-            body["_interval_start"] = interval.start
-            body["_interval_end"] = interval.end
-            body["_extracted_at"] = pd.Timestamp(prepared.extracted_at)
+            body["_interval_start"] = pd.Series([interval.start] * len(body), index=body.index, dtype="datetime64[us, UTC]")
+            body["_interval_end"] = pd.Series([interval.end] * len(body), index=body.index, dtype="datetime64[us, UTC]")
+            body["_extracted_at"] = pd.Series([pd.Timestamp(prepared.extracted_at)] * len(body), index=body.index,
+                                              dtype="datetime64[us, UTC]")
             body["_row_number"] = body.index.astype("int64")
-            body["_loaded_at"] = now
+            body["_loaded_at"] = pd.Series([now] * len(body), index=body.index, dtype="datetime64[us, UTC]")
             wh.replace_rows("bronze", spec.bronze_table, body.reset_index(drop=True),
                             where={"_interval_key": interval.key}, con=con)
             rej = pd.DataFrame({
@@ -195,7 +228,7 @@ def load_batch(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, interval: Int
                 "rule": prepared.rejects["rule"].astype("string"),
                 "record": prepared.rejects["record"].map(
                     lambda r: r if isinstance(r, str) else json.dumps(r, default=str)).astype("string"),
-                "rejected_at": now,
+                "rejected_at": pd.Series([now] * len(prepared.rejects), dtype="datetime64[us, UTC]"),
             })
             wh.replace_rows("bronze", "rejected_records", rej, where=where, con=con)
     if not prepared.outcome.success:

@@ -104,7 +104,7 @@ def records_to_frame(records: list[dict[str, Any]], spec: ObjectSpec) -> tuple[p
     NULL where absent) plus unknown fields as text; ``cast_failures`` has one row per
     (record index, field) whose value could not be cast.
     """
-    flat = [flatten_record(r) for r in records]
+    flat = [flatten_record(spec.prepare(r) if spec.prepare else r) for r in records]
     raw = pd.DataFrame.from_records(flat) if flat else pd.DataFrame()
     raw.columns = [column_name(c) for c in raw.columns]
     raw = raw.loc[:, ~raw.columns.duplicated()]

@@ -6,8 +6,9 @@ Expectations suite of the object, so a new object is one declaration, not new co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 FieldType = Literal["string", "int", "float", "bool", "timestamp", "epoch_s", "epoch_us", "date", "json"]
 
@@ -40,6 +41,9 @@ class ObjectSpec:
     min_volume_ratio: float = 0.0
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # optional per-record reshaping before flattening (e.g. GA4 event_params -> param__<key>);
+    # must be pure: the landed record stays untouched
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def bronze_table(self) -> str:

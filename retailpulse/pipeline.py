@@ -28,14 +28,9 @@ GOLD_TABLES = ("fct_orders",)
 
 def configured_sources(settings: Settings) -> list[str]:
     """Sources whose credentials are configured (settings or Airflow connections)."""
-    from ingestion.connectors import SOURCES
-    from retailpulse.credentials import resolve
+    from ingestion.connectors import SOURCES, is_configured
 
-    out = []
-    for source in SOURCES:
-        if source == "stripe" and resolve("stripe", settings.stripe_api_base, settings.stripe_api_key).secret:
-            out.append(source)
-    return out
+    return [s for s in SOURCES if is_configured(s, settings)]
 
 
 def resolve_interval(
@@ -53,7 +48,13 @@ def resolve_interval(
 
 
 def init_warehouse(settings: Settings) -> None:
-    get_warehouse(settings).ensure_schemas(SCHEMAS)
+    """Schemas, plus an empty bronze table for every declared source object, so that dbt
+    always finds its sources (a source that is not configured simply stays empty)."""
+    from ingestion.bronze import ensure_bronze_tables
+
+    wh = get_warehouse(settings)
+    wh.ensure_schemas(SCHEMAS)
+    ensure_bronze_tables(wh)
 
 
 def stage_extract(settings: Settings, source: str, interval: Interval) -> dict[str, Any]:

@@ -1,19 +1,43 @@
-"""One connector per source. Each declares its objects (specs) and extracts raw records."""
+"""One connector per source. Each declares its objects (specs) and extracts raw records.
+
+To add a source: write ``ingestion/connectors/<source>.py`` with a ``SPECS`` dict and a
+``Connector`` subclass, then register it in ``_REGISTRY`` below.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ingestion.connectors.base import Connector
+    from ingestion.spec import ObjectSpec
     from retailpulse.settings import Settings
 
-SOURCES = ("stripe",)
+# source -> (module, connector class)
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "stripe": ("ingestion.connectors.stripe", "StripeConnector"),
+}
+SOURCES = tuple(_REGISTRY)
 
 
-def get_connector(source: str, settings: Settings) -> Connector:
-    if source == "stripe":
-        from ingestion.connectors.stripe import StripeConnector
+def _module(source: str):  # type: ignore[no-untyped-def]
+    if source not in _REGISTRY:
+        raise ValueError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    return importlib.import_module(_REGISTRY[source][0])
 
-        return StripeConnector(settings)
-    raise ValueError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+
+def get_specs(source: str) -> dict[str, ObjectSpec]:
+    return _module(source).SPECS
+
+
+def get_connector(source: str, settings: Settings, for_load: bool = False) -> Connector:
+    """The connector for ``source``. ``for_load``: only batch planning is needed (no credentials)."""
+    cls = getattr(_module(source), _REGISTRY[source][1])
+    if for_load:
+        return cls.planner(settings)
+    return cls(settings)
+
+
+def is_configured(source: str, settings: Settings) -> bool:
+    return bool(getattr(_module(source), _REGISTRY[source][1]).is_configured(settings))

@@ -96,6 +96,10 @@ class StripeConnector(Connector):
     source = "stripe"
     specs = SPECS
 
+    @classmethod
+    def is_configured(cls, settings: Settings) -> bool:
+        return resolve("stripe", settings.stripe_api_base, settings.stripe_api_key).secret is not None
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         creds = resolve("stripe", settings.stripe_api_base, settings.stripe_api_key)
