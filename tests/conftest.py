@@ -77,3 +77,54 @@ def pg_settings(settings_factory, request):
         cur.execute(f'drop schema "{name}" cascade')
     con.close()
 # --- end settings / warehouse ---------------------------------------------------------------
+
+
+# --- sandbox world + mock APIs (owner: sandbox APIs) ----------------------------------------
+SANDBOX_TEST_SEED = 42
+
+
+def _generated_world_path(out_dir: Path, result) -> Path:
+    """Where generate_world put the world (it may return a path, a World or nothing)."""
+    if isinstance(result, (str, os.PathLike)) and (Path(result) / "world.json").exists():
+        return Path(result)
+    for attr in ("path", "root", "dir"):
+        p = getattr(result, attr, None)
+        if p is not None and (Path(p) / "world.json").exists():
+            return Path(p)
+    if (out_dir / "world.json").exists():
+        return out_dir
+    found = sorted(out_dir.rglob("world.json"))
+    if not found:
+        raise RuntimeError(f"generate_world wrote no world.json under {out_dir}")
+    return found[0].parent
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    """Directory of the small sandbox world (seed 42), generated once per test session."""
+    root = tmp_path_factory.mktemp("sandbox")
+    out = root / f"small-{SANDBOX_TEST_SEED}"
+    try:
+        from sandbox.world import generate_world
+    except ImportError:  # the generator has not landed: a tiny hand-made world in the same format
+        from tests.sandbox_fixtures import make_tiny_world
+
+        return make_tiny_world(out, seed=SANDBOX_TEST_SEED)
+    return _generated_world_path(out, generate_world("small", SANDBOX_TEST_SEED, out))
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(small_world: Path, tmp_path_factory):
+    """A running SandboxServer (port 0, faults off) over ``small_world``; GA4 files in a temp dir.
+
+    Tests that move the clock or turn faults on must put them back (``sandbox_server.set_clock(
+    sandbox_server.default_as_of)``, ``sandbox_server.set_faults(FaultConfig())``).
+    """
+    from sandbox.server import SandboxServer
+
+    server = SandboxServer(small_world, ga4_export_dir=tmp_path_factory.mktemp("ga4_export"))
+    server.start()
+    server.wait_ga4()
+    yield server
+    server.stop()
+# --- end sandbox world + mock APIs ----------------------------------------------------------
