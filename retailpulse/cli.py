@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from retailpulse.settings import Settings, load_settings
 
 
@@ -183,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("retailpulse: interrupted", file=sys.stderr)
         return 130
+    except ValidationError as exc:  # bad settings: name the variable
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "?"
+        print(f"retailpulse: error: invalid setting RETAILPULSE_{field.upper()}: {first['msg']}", file=sys.stderr)
+        return 1
     except Exception as exc:  # one clear line, no traceback
         if debug:
             raise
