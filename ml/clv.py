@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -172,6 +172,27 @@ def _quiet() -> Any:
 # ---------------------------------------------------------------------------
 # fitting
 
+# Starting points (log-parameters; lifetimes' own default is 0.1 everywhere).  BFGS
+# sometimes stops with "precision loss" at a point whose gradient is ~1e-7, which
+# lifetimes reports as non-convergence; another start then converges cleanly.
+_RESTARTS: tuple[float | None, ...] = (None, 0.0, 1.0, -1.0, 0.5)
+
+
+def _fit_with_restarts(name: str, n_params: int, fit: Callable[[np.ndarray | None], object]) -> None:
+    last: Exception | None = None
+    for start in _RESTARTS:
+        init = None if start is None else np.full(n_params, start)
+        try:
+            with _quiet():
+                fit(init)
+            return
+        except Exception as exc:  # lifetimes.utils.ConvergenceError and numerical failures
+            last = exc
+    raise ModelFitError(
+        f"{name} fit did not converge from {len(_RESTARTS)} starting points "
+        f"({type(last).__name__}: {str(last).strip()}); try a positive penalizer_coef (e.g. 0.001)"
+    ) from last
+
 
 def fit_bgnbd(
     summary: pd.DataFrame,
@@ -197,20 +218,13 @@ def fit_bgnbd(
     if float(np.max(t)) <= 0:
         raise InsufficientDataError("all customers have age T == 0; nothing to learn from")
     fitter = BetaGeoFitter(penalizer_coef=penalizer_coef)
-    try:
-        with _quiet():
-            fitter.fit(
-                np.asarray(f, dtype="int64"),
-                np.asarray(rec, dtype="float64"),
-                np.asarray(t, dtype="float64"),
-                weights=None if w is None else np.asarray(w, dtype="float64"),
-                tol=tol,
-            )
-    except Exception as exc:  # lifetimes.utils.ConvergenceError and numerical failures
-        raise ModelFitError(
-            f"BG/NBD fit failed ({type(exc).__name__}: {str(exc).strip()}); "
-            "try a positive penalizer_coef (e.g. 0.001)"
-        ) from exc
+    args = (
+        np.asarray(f, dtype="int64"),
+        np.asarray(rec, dtype="float64"),
+        np.asarray(t, dtype="float64"),
+    )
+    weights = None if w is None else np.asarray(w, dtype="float64")
+    _fit_with_restarts("BG/NBD", 4, lambda init: fitter.fit(*args, weights=weights, tol=tol, initial_params=init))
     params = fitter.params_.to_numpy(dtype="float64")
     if not np.isfinite(params).all() or (params <= 0).any():
         raise ModelFitError(f"BG/NBD fit returned unusable parameters {fitter.params_.to_dict()}")
@@ -246,14 +260,8 @@ def fit_gamma_gamma(
     else:
         f, m, w = rep["frequency"], rep["monetary_value"], None
     fitter = GammaGammaFitter(penalizer_coef=penalizer_coef)
-    try:
-        with _quiet():
-            fitter.fit(np.asarray(f, dtype="float64"), np.asarray(m, dtype="float64"), weights=w, tol=tol)
-    except Exception as exc:
-        raise ModelFitError(
-            f"Gamma-Gamma fit failed ({type(exc).__name__}: {str(exc).strip()}); "
-            "try a positive penalizer_coef"
-        ) from exc
+    fa, ma = np.asarray(f, dtype="float64"), np.asarray(m, dtype="float64")
+    _fit_with_restarts("Gamma-Gamma", 3, lambda init: fitter.fit(fa, ma, weights=w, tol=tol, initial_params=init))
     params = fitter.params_.to_numpy(dtype="float64")
     if not np.isfinite(params).all():
         raise ModelFitError(f"Gamma-Gamma fit returned unusable parameters {fitter.params_.to_dict()}")
