@@ -106,7 +106,7 @@ def make_tiny_world(out_dir: Path, seed: int = 7) -> Path:
         "_visible_at": _ts(ref_created * US),
     })
 
-    # --- Salesforce: 1,500 contacts, most with 2 versions (> 2,000 rows), some deleted ---------
+    # --- Salesforce: 2,600 contacts, 40% with 2 versions (> 2,000 records), some deleted ---------
     def sf_versions(n: int, prefix: str, n_versions_p: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         ids = _sfid(prefix, n)
         created = t0 + rng.integers(0, span - 10 * DAY_US, n)
@@ -124,14 +124,16 @@ def make_tiny_world(out_dir: Path, seed: int = 7) -> Path:
                 rows_ver.append(1)
         return ids, np.array(rows_id), np.array(rows_created), np.array(rows_mod), np.array(rows_ver)
 
-    ids, rid, rcr, rmod, rver = sf_versions(1500, "003", 0.6)
+    acct_ids = _sfid("001", 200)
+    contact_ids = _sfid("003", 2600)
+    ids, rid, rcr, rmod, rver = sf_versions(2600, "003", 0.4)
     n = len(rid)
     deleted = (rver == 1) & (rid % 10 == 0)
     tables["sf_contact"] = pa.table({
         "Id": [ids[i] for i in rid],
         "CreatedDate": _ts(rcr), "LastModifiedDate": _ts(rmod), "SystemModstamp": _ts(rmod),
         "IsDeleted": deleted.tolist(),
-        "AccountId": [_sfid("001", 200)[i % 200] for i in rid],
+        "AccountId": [acct_ids[i % 200] for i in rid],
         "FirstName": [f"First{i}" for i in rid],
         "LastName": [f"Last{i}" + ("x" if v else "") for i, v in zip(rid, rver)],
         "Email": [f"Person{i}@Example.com " if i % 7 == 0 else f"person{i}@example.com" for i in rid],
@@ -163,7 +165,7 @@ def make_tiny_world(out_dir: Path, seed: int = 7) -> Path:
         "Email": [f"lead{i}@example.com" for i in rid], "Phone": [None] * n, "Company": ["ACME"] * n,
         "Status": ["Open" if v == 0 else "Converted" for v in rver], "LeadSource": ["Web"] * n,
         "IsConverted": [bool(v) for v in rver],
-        "ConvertedContactId": [_sfid("003", 1500)[i] if v else None for i, v in zip(rid, rver)],
+        "ConvertedContactId": [contact_ids[i] if v else None for i, v in zip(rid, rver)],
         "HasOptedOutOfEmail": [False] * n, "_visible_at": _ts(rmod),
     })
     ids, rid, rcr, rmod, rver = sf_versions(150, "006", 0.5)
@@ -171,7 +173,7 @@ def make_tiny_world(out_dir: Path, seed: int = 7) -> Path:
     tables["sf_opportunity"] = pa.table({
         "Id": [ids[i] for i in rid], "CreatedDate": _ts(rcr), "LastModifiedDate": _ts(rmod),
         "SystemModstamp": _ts(rmod), "IsDeleted": [False] * n,
-        "AccountId": [_sfid("001", 200)[i % 200] for i in rid], "Name": [f"Opp {i}" for i in rid],
+        "AccountId": [acct_ids[i % 200] for i in rid], "Name": [f"Opp {i}" for i in rid],
         "StageName": ["Prospecting" if v == 0 else "Closed Won" for v in rver],
         "Amount": pa.array([float(100 + i) for i in rid], pa.float64()),
         "CloseDate": pa.array([(dt.datetime.fromtimestamp(c / US, UTC) + dt.timedelta(days=30)).date() for c in rcr],
@@ -185,7 +187,7 @@ def make_tiny_world(out_dir: Path, seed: int = 7) -> Path:
     tables["sf_case"] = pa.table({
         "Id": [ids[i] for i in rid], "CreatedDate": _ts(rcr), "LastModifiedDate": _ts(rmod),
         "SystemModstamp": _ts(rmod), "IsDeleted": [False] * n,
-        "ContactId": [_sfid("003", 1500)[i] for i in rid], "AccountId": [_sfid("001", 200)[i % 200] for i in rid],
+        "ContactId": [contact_ids[i] for i in rid], "AccountId": [acct_ids[i % 200] for i in rid],
         "Subject": [f"Problem {i}" for i in rid], "Status": np.where(closed, "Closed", "New").tolist(),
         "Priority": ["Medium"] * n, "Origin": ["Email"] * n, "IsClosed": closed.tolist(),
         "ClosedDate": _ts(rmod, mask=~closed), "Type": ["Question"] * n, "_visible_at": _ts(rmod),

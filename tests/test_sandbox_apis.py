@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import gzip
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -299,3 +300,157 @@ def test_stripe_rate_limit_shape_and_retry(sandbox_server: SandboxServer, world)
         client = stripe_client(sandbox_server, retries=12)
         got = [c.id for c in client.v1.customers.list(params={"limit": 100}).auto_paging_iter()]
     assert len(got) == visible(world.stripe_customers, sandbox_server.as_of).num_rows == len(set(got))
+
+
+# --------------------------------------------------------------------------------------------
+# Salesforce (HTTPS)
+# --------------------------------------------------------------------------------------------
+SF_OBJECTS = {"Account": "sf_account", "Contact": "sf_contact", "Lead": "sf_lead", "Opportunity": "sf_opportunity",
+              "Case": "sf_case"}
+
+
+def sf_session(server: SandboxServer) -> requests.Session:
+    s = requests.Session()
+    s.verify = str(server.ca_path)
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override session.verify unless trust_env is off
+    s.trust_env = False
+    return s
+
+
+def sf_client(server: SandboxServer, session_id: str | None = None):
+    from simple_salesforce import Salesforce
+
+    return Salesforce(instance_url=server.https_url, session_id=session_id or server.credentials["salesforce_session_id"],
+                      session=sf_session(server), version="59.0")
+
+
+def sf_state(world, obj: str, as_of: dt.datetime, include_deleted: bool) -> pa.Table:
+    t = latest_versions(getattr(world, SF_OBJECTS[obj]), "Id", as_of)
+    if not include_deleted:
+        t = t.filter(pc.invert(t.column("IsDeleted")))
+    return t
+
+
+def test_salesforce_query_all_matches_world(sandbox_server: SandboxServer, world) -> None:
+    sf = sf_client(sandbox_server)
+    as_of = sandbox_server.as_of
+    for obj in SF_OBJECTS:
+        live = sf.query_all(f"SELECT Id, SystemModstamp FROM {obj}")
+        every = list(sf.query_all_iter(f"SELECT Id, IsDeleted, SystemModstamp FROM {obj}", include_deleted=True))
+        assert live["totalSize"] == sf_state(world, obj, as_of, False).num_rows, obj
+        assert len(every) == sf_state(world, obj, as_of, True).num_rows, obj
+        assert len({r["Id"] for r in every}) == len(every)
+        assert sum(r["IsDeleted"] for r in every) == len(every) - live["totalSize"]
+        assert all(r["attributes"]["type"] == obj and r["attributes"]["url"].endswith(r["Id"]) for r in every)
+    # more than one batch: the first answer is not done and points at the next one
+    contacts = sf_state(world, "Contact", as_of, True)
+    assert contacts.num_rows > 2000, "the small world should have > 2,000 contacts"
+    first = sf.query("SELECT Id FROM Contact", include_deleted=True)
+    assert first["done"] is False and len(first["records"]) == 2000 and first["totalSize"] == contacts.num_rows
+    assert re.fullmatch(r"/services/data/v59\.0/query/01g\w+-2000", first["nextRecordsUrl"])
+    assert sf.api_usage["api-usage"].total == 15000
+    # values are the latest version, datetimes in Salesforce's format
+    rec = sf.query("SELECT Id, LastName, Email, SystemModstamp, CreatedDate FROM Contact ORDER BY SystemModstamp DESC LIMIT 1")
+    row = contacts.filter(pc.equal(contacts.column("Id"), rec["records"][0]["Id"])).to_pylist()[0]
+    got = rec["records"][0]
+    assert got["LastName"] == row["LastName"] and got["Email"] == row["Email"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", got["SystemModstamp"])
+    assert got["SystemModstamp"][:19] == row["SystemModstamp"].strftime("%Y-%m-%dT%H:%M:%S")
+    assert rec["totalSize"] == 1 and rec["done"] is True and "nextRecordsUrl" not in rec
+
+
+def test_salesforce_incremental_filters(sandbox_server: SandboxServer, world) -> None:
+    sf = sf_client(sandbox_server)
+    as_of = sandbox_server.as_of
+    live = sf_state(world, "Contact", as_of, False)
+    stamps = sorted(live.column("SystemModstamp").to_pylist())
+    mark = stamps[len(stamps) // 2]
+    lit = mark.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+    mark_s = mark.replace(microsecond=0)
+    got = sf.query_all(f"SELECT Id FROM Contact WHERE SystemModstamp >= {lit} ORDER BY SystemModstamp ASC")
+    assert got["totalSize"] == sum(1 for s in stamps if s >= mark_s)
+    got2 = sf.query_all(f"SELECT Id FROM Contact WHERE SystemModstamp >= {lit.replace('Z', '+0000')} AND IsDeleted = false")
+    assert got2["totalSize"] == got["totalSize"]
+    cnt = sf.query(f"SELECT COUNT() FROM Contact WHERE SystemModstamp < {lit}")
+    assert cnt["totalSize"] == sum(1 for s in stamps if s < mark_s) and cnt["records"] == []
+    # Email = is case-insensitive, null literal, IN, LIMIT
+    email = live.column("Email").drop_null()[0].as_py()
+    n_email = sf.query_all(f"SELECT Id FROM Contact WHERE Email = '{email.upper()}'")["totalSize"]
+    assert n_email == sum(1 for e in live.column("Email").to_pylist() if e and e.lower() == email.lower())
+    n_null = sf.query(f"SELECT COUNT() FROM Contact WHERE Phone = null")["totalSize"]
+    assert n_null == live.column("Phone").null_count
+    assert sf.query("SELECT Id FROM Contact LIMIT 5")["totalSize"] == 5
+    ids = live.column("Id").to_pylist()[:3]
+    q_in = sf.query("SELECT Id FROM Contact WHERE Id IN ('" + "','".join(ids) + "')")
+    assert sorted(r["Id"] for r in q_in["records"]) == sorted(ids)
+    # batch size header
+    r = sf_session(sandbox_server).get(
+        sandbox_server.https_url + "/services/data/v59.0/query", params={"q": "SELECT Id FROM Contact"}, timeout=30,
+        headers={"Authorization": f"Bearer {sandbox_server.credentials['salesforce_session_id']}",
+                 "Sforce-Query-Options": "batchSize=250"})
+    assert len(r.json()["records"]) == 250 and r.json()["nextRecordsUrl"].endswith("-250")
+    assert re.fullmatch(r"api-usage=\d+/15000", r.headers["Sforce-Limit-Info"])
+
+
+def test_salesforce_clock_versions(sandbox_server: SandboxServer, world) -> None:
+    sf = sf_client(sandbox_server)
+    t = world.sf_contact
+    counts = Counter(t.column("Id").to_pylist())
+    rid = next(i for i, c in counts.items() if c > 1)
+    versions = t.filter(pc.equal(t.column("Id"), rid)).sort_by("_visible_at").to_pylist()
+    first_seen = versions[0]["_visible_at"]
+    with clock(sandbox_server, first_seen):
+        rec = sf.query_all(f"SELECT Id, SystemModstamp FROM Contact WHERE Id = '{rid}'", include_deleted=True)
+        assert rec["totalSize"] == 1
+        assert rec["records"][0]["SystemModstamp"][:19] == versions[0]["SystemModstamp"].strftime("%Y-%m-%dT%H:%M:%S")
+        n_then = sf.query("SELECT COUNT() FROM Contact", include_deleted=True)["totalSize"]
+        assert n_then == sf_state(world, "Contact", first_seen, True).num_rows
+    with clock(sandbox_server, versions[-1]["_visible_at"]):
+        rec = sf.query_all(f"SELECT Id, SystemModstamp FROM Contact WHERE Id = '{rid}'", include_deleted=True)
+        assert rec["records"][0]["SystemModstamp"][:19] == versions[-1]["SystemModstamp"].strftime("%Y-%m-%dT%H:%M:%S")
+    with clock(sandbox_server, first_seen - dt.timedelta(microseconds=1)):
+        assert sf.query(f"SELECT COUNT() FROM Contact WHERE Id = '{rid}'", include_deleted=True)["totalSize"] == 0
+
+
+def test_salesforce_errors(sandbox_server: SandboxServer) -> None:
+    from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
+
+    with pytest.raises(SalesforceExpiredSession) as exc:
+        sf_client(sandbox_server, session_id="00Dwrong").query("SELECT Id FROM Contact")
+    assert exc.value.content[0]["errorCode"] == "INVALID_SESSION_ID"
+    sf = sf_client(sandbox_server)
+    for q, code in (("SELECT FROM Contact", "MALFORMED_QUERY"), ("SELEC Id FROM Contact", "MALFORMED_QUERY"),
+                    ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY"), ("SELECT Id FROM Nope", "INVALID_TYPE"),
+                    ("SELECT Nope FROM Contact", "INVALID_FIELD"),
+                    ("SELECT Id FROM Contact WHERE CreatedDate > '2025-01-01'", "INVALID_FIELD")):
+        with pytest.raises(SalesforceMalformedRequest) as exc:
+            sf.query(q)
+        assert exc.value.content[0]["errorCode"] == code, q
+    versions = requests.get(sandbox_server.https_url + "/services/data/", verify=str(sandbox_server.ca_path), timeout=10)
+    assert {"version": "59.0", "url": "/services/data/v59.0", "label": "Winter '24"} in versions.json()
+    desc = sf.Contact.describe()
+    names = {f["name"] for f in desc["fields"]}
+    assert {"Id", "Email", "SystemModstamp", "IsDeleted", "Web_User_Id__c"} <= names and "_visible_at" not in names
+    bad = sf_session(sandbox_server).get(sandbox_server.https_url + "/services/data/v59.0/query/01gNOPE-2000", timeout=10,
+                                         headers={"Authorization": f"Bearer {sandbox_server.credentials['salesforce_session_id']}"})
+    assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+
+
+def test_salesforce_faults_keep_pages_correct(sandbox_server: SandboxServer, world) -> None:
+    from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefusedRequest
+
+    sf = sf_client(sandbox_server)
+    with faults(sandbox_server, FaultConfig(rate_429=1.0, apis=("salesforce",))):
+        with pytest.raises(SalesforceRefusedRequest) as exc:
+            sf.query("SELECT Id FROM Contact")
+        assert exc.value.status == 403 and exc.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    with faults(sandbox_server, FaultConfig(rate_5xx=1.0, apis=("salesforce",))):
+        with pytest.raises(SalesforceGeneralError):
+            sf.query("SELECT Id FROM Contact")
+    # a failed nextRecordsUrl fetch can be retried and returns the same batch
+    first = sf.query("SELECT Id FROM Contact", include_deleted=True)
+    again = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    with faults(sandbox_server, FaultConfig(rate_5xx=1.0, apis=("salesforce",))):
+        with pytest.raises(SalesforceGeneralError):
+            sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    assert sf.query_more(first["nextRecordsUrl"], identifier_is_url=True) == again
