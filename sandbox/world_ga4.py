@@ -398,7 +398,11 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     referrer = null_where(~web, referrer)
     # user id
     uid_num = ppl.web_user_num[np.maximum(eperson, 0)]
-    has_uid_e = np.where(is_fv, False, has_uid[idx]) | (is_fv & (state[ev_s2] == 2))
+    # sessions of one device can overlap in time: never before the device's first login event
+    login_ts = np.full(n_dev, np.iinfo(np.int64).max, dtype=np.int64)
+    first_login_ev = (ecode == LOGIN) & (state[ev_s2] == 1)
+    np.minimum.at(login_ts, edev[first_login_ev], ts[first_login_ev])
+    has_uid_e = np.where(is_fv, False, has_uid[idx]) & (ts >= login_ts[edev])
     has_uid_e &= eperson >= 0
     user_id = null_where(~has_uid_e, join("u_", number_strings(uid_num)))
     # ecommerce

@@ -106,8 +106,18 @@ def versioned(ids: pa.Array, created: np.ndarray, base: dict, changes: list, end
     tv = np.concatenate(tv)
     order = np.lexsort((tv, rec))     # by record then time; final sort by modstamp below
     rec, tv = rec[order], tv[order]
-    o2 = np.argsort(tv, kind="stable")
-    rec, tv = rec[o2], tv[o2]
+    # Salesforce stamps have whole seconds here; versions of one record are >= 1 s apart
+    stamp_us = (tv // US) * US
+    same = np.r_[False, rec[1:] == rec[:-1]]
+    for _ in range(6):
+        prev = np.r_[0, stamp_us[:-1]]
+        bump = same & (stamp_us <= prev)
+        if not bump.any():
+            break
+        stamp_us = np.where(bump, prev + US, stamp_us)
+    o2 = np.lexsort((rec, stamp_us))
+    rec, tv, stamp_us = rec[o2], tv[o2], stamp_us[o2]
+    created = (created // US) * US
     ra = pa.array(rec)
     cols = {"Id": ids.take(ra)}
     for name, arr in base.items():
@@ -124,7 +134,7 @@ def versioned(ids: pa.Array, created: np.ndarray, base: dict, changes: list, end
             if newv.type != cur.type:
                 newv = newv.cast(cur.type)
             cols[name] = pc.if_else(applied, newv, cur)
-    stamp = ts_array(tv)
+    stamp = ts_array(stamp_us)
     out = {"Id": cols.pop("Id")}
     out["CreatedDate"] = ts_array(created[rec])
     out["LastModifiedDate"] = stamp
@@ -447,7 +457,8 @@ def _salesforce(ctx: Ctx, ppl: People, ords: Orders, st: dict) -> dict:
     oa, o_t = oa[o], o_t[o]
     opp_ids = sf_ids("006", int(rng.integers(10_000, 50_000)) + np.arange(no))
     amount = np.round(rng.lognormal(np.log(4000), 0.8, no), -1)
-    t_q = _cap(o_t + rng.exponential(7 * DAY, no).astype(np.int64), end)
+    stalled = rng.random(no) < 0.2
+    t_q = _cap(np.where(stalled, NEVER, o_t + rng.exponential(7 * DAY, no).astype(np.int64)), end)
     t_p = _cap(np.where(t_q < NEVER, t_q + rng.exponential(10 * DAY, no).astype(np.int64), NEVER), end)
     t_c = _cap(np.where(t_p < NEVER, t_p + rng.exponential(14 * DAY, no).astype(np.int64), NEVER), end)
     won = rng.random(no) < 0.55
@@ -532,7 +543,9 @@ def _ads(ctx: Ctx, camps: Campaigns, ga4: GA4Result) -> dict:
         n = len(dd)
         spend = camps.spend[dd, c]
         sess = ga4.paid_sessions[dd, c]
-        clicks = np.round(sess / 0.78 + rng.poisson(0.3 + sess * 0.05)).astype(np.int64)
+        # every GA4 session through the ad was a click; GA4 misses ~20% of clicks (consent, bounces)
+        clicks = np.maximum(np.ceil(sess / 0.8 + rng.poisson(sess * 0.05)),
+                            rng.poisson(spend / (camps.cpc[c] * 2.5))).astype(np.int64)
         ctr_base = np.where(code == CH["paid_search"], 0.045, 0.011)
         ctr = np.clip(rng.normal(ctr_base, ctr_base * 0.15, n), ctr_base * 0.4, None)
         impressions = np.maximum(clicks, np.round(clicks / ctr + rng.integers(0, 50, n))).astype(np.int64)
