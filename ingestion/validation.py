@@ -31,6 +31,8 @@ class ValidationOutcome:
     critical_failures: list[str] = field(default_factory=list)
     row_rejects: dict[int, list[str]] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
+    # the GX validation result (unexpected lists trimmed), rendered by Data Docs
+    gx_result: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,7 +41,27 @@ class ValidationOutcome:
             "critical_failures": self.critical_failures,
             "rejected_rows": len(self.row_rejects),
             "results": self.results,
+            "gx_result": self.gx_result,
         }
+
+
+GX_LIST_KEYS = ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+                "partial_unexpected_index_list", "partial_unexpected_counts")
+
+
+def _trimmed_gx_result(result: Any, keep: int = 20) -> dict[str, Any] | None:
+    """The GX result as JSON, with per-row lists cut to ``keep`` items (sidecars stay small)."""
+    try:
+        data = result.to_json_dict()
+    except Exception:  # noqa: BLE001 - docs are a nicety, validation must not fail on them
+        return None
+    for r in data.get("results", []):
+        info = r.get("result") or {}
+        for k in GX_LIST_KEYS:
+            if isinstance(info.get(k), list) and len(info[k]) > keep:
+                info[k] = info[k][:keep]
+        info.pop("unexpected_index_query", None)
+    return data
 
 
 def _quiet_gx() -> None:
@@ -84,7 +106,13 @@ def validate_frame(
     import great_expectations as gx
 
     _quiet_gx()
-    expectations = build_suite(spec, present_columns, recent_volumes or [])
+    volumes = recent_volumes or []
+    if frame.empty and spec.extra.get("volume_check") == "non_empty":
+        volumes = []  # the source legitimately has empty batches (e.g. a GA4 export day with no file)
+    expectations = build_suite(spec, present_columns, volumes)
+    if frame.empty:
+        # an empty batch carries no columns: column-existence checks apply to batches with records
+        expectations = [(e, c) for e, c in expectations if type(e).__name__ != "ExpectColumnToExist"]
     outcome = ValidationOutcome(suite=spec.suite_name, success=True)
     if not expectations:
         return outcome
@@ -117,6 +145,7 @@ def validate_frame(
         batch_parameters={"dataframe": data},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": []},
     )
+    outcome.gx_result = _trimmed_gx_result(result)
     by_config = {str(e.configuration): c for (e, c) in zip(suite.expectations, criticality)}
     for r in result.results:
         cfg = r.expectation_config
