@@ -333,6 +333,27 @@ def expected_purchases(
     return np.asarray(out, dtype="float64")
 
 
+def discounted_purchases(
+    model: CLVModel,
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    days_per_month: float = 30.0,
+) -> np.ndarray:
+    """Discounted expected purchases: ``sum_i (E[X(i*M)] - E[X((i-1)*M)]) / (1 + d)**i``, i = 1..months."""
+    step = days_per_month / model.time_unit_days
+    total = np.zeros(len(frequency), dtype="float64")
+    prev = np.zeros(len(frequency), dtype="float64")
+    for i in range(1, months + 1):
+        cum = expected_purchases(model, i * step, frequency, recency, T)
+        total += (cum - prev) / (1.0 + monthly_discount_rate) ** i
+        prev = cum
+    return total
+
+
 def discounted_value(
     model: CLVModel,
     frequency: np.ndarray,
@@ -345,14 +366,10 @@ def discounted_value(
     days_per_month: float = 30.0,
 ) -> np.ndarray:
     """Discounted expected value over ``months`` (lifetimes' ``customer_lifetime_value``)."""
-    step = days_per_month / model.time_unit_days
-    total = np.zeros(len(frequency), dtype="float64")
-    prev = np.zeros(len(frequency), dtype="float64")
-    for i in range(1, months + 1):
-        cum = expected_purchases(model, i * step, frequency, recency, T)
-        total += avg_value * (cum - prev) / (1.0 + monthly_discount_rate) ** i
-        prev = cum
-    return total
+    return avg_value * discounted_purchases(
+        model, frequency, recency, T,
+        months=months, monthly_discount_rate=monthly_discount_rate, days_per_month=days_per_month,
+    )
 
 
 def predict_clv(
@@ -362,7 +379,11 @@ def predict_clv(
     monthly_discount_rate: float = 0.01,
     days_per_month: float = 30.0,
 ) -> pd.DataFrame:
-    """Score an RFM summary with a fitted :class:`CLVModel` (columns :data:`PREDICTION_COLUMNS`)."""
+    """Score an RFM summary with a fitted :class:`CLVModel` (columns :data:`PREDICTION_COLUMNS`).
+
+    The BG/NBD quantities are evaluated once per distinct ``(frequency, recency, T)``
+    pattern and broadcast to the customers sharing it.
+    """
     validate_rfm(summary, require_monetary=True)
     if monthly_discount_rate <= -1:
         raise ValueError("monthly_discount_rate must be > -1")
@@ -370,19 +391,23 @@ def predict_clv(
     rec = summary["recency"].to_numpy(dtype="float64")
     t = summary["T"].to_numpy(dtype="float64")
     m = summary["monetary_value"].to_numpy(dtype="float64")
+    codes, uniq = pd.MultiIndex.from_arrays([f, rec, t]).factorize()
+    uf = uniq.get_level_values(0).to_numpy(dtype="float64")
+    ur = uniq.get_level_values(1).to_numpy(dtype="float64")
+    ut = uniq.get_level_values(2).to_numpy(dtype="float64")
     unit = model.time_unit_days
     bgf = model.bgnbd()
     with _quiet():
-        p_alive = np.asarray(bgf.conditional_probability_alive(f, rec, t), dtype="float64")
-    e90 = expected_purchases(model, 90.0 / unit, f, rec, t)
-    e365 = expected_purchases(model, 365.0 / unit, f, rec, t)
+        p_alive = np.asarray(bgf.conditional_probability_alive(uf, ur, ut), dtype="float64")[codes]
+    e90 = expected_purchases(model, 90.0 / unit, uf, ur, ut)[codes]
+    e365 = expected_purchases(model, 365.0 / unit, uf, ur, ut)[codes]
+    disc = discounted_purchases(
+        model, uf, ur, ut, months=12, monthly_discount_rate=monthly_discount_rate, days_per_month=days_per_month
+    )[codes]
     # Gamma-Gamma conditional expected spend (eq. 5 of Hardie's note 025); f == 0 -> population mean
     p, q, v = model.p, model.q, model.v
     w_ind = p * f / (p * f + q - 1.0)
     avg = (1.0 - w_ind) * (v * p / (q - 1.0)) + w_ind * m
-    clv = discounted_value(
-        model, f, rec, t, avg, months=12, monthly_discount_rate=monthly_discount_rate, days_per_month=days_per_month
-    )
     out = pd.DataFrame(
         {
             "customer_id": summary["customer_id"].to_numpy() if "customer_id" in summary else summary.index.to_numpy(),
@@ -391,7 +416,7 @@ def predict_clv(
             "expected_purchases_365d": e365,
             "expected_avg_value": avg,
             "expected_spend_90d": e90 * avg,
-            "predicted_clv_12m": clv,
+            "predicted_clv_12m": avg * disc,
         }
     )
     num = out.columns.drop("customer_id")
@@ -421,6 +446,7 @@ __all__ = [
     "ModelFitError",
     "bgnbd_log_likelihood",
     "collapse_rfm",
+    "discounted_purchases",
     "discounted_value",
     "expected_purchases",
     "fit_bgnbd",

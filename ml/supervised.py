@@ -70,7 +70,7 @@ class SupervisedConfig:
     """Hyper-parameters shared by the churn classifier and the CLV regressor."""
 
     seed: int = 42
-    nthread: int = 2
+    nthread: int = 1  # OpenMP threads spin under CPU contention; 1 is fastest on shared machines
     n_estimators: int = 200
     max_depth: int = 3
     learning_rate: float = 0.05
