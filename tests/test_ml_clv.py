@@ -185,3 +185,12 @@ def test_model_round_trips_through_dict(cdnow_model: CLVModel, cdnow: pd.DataFra
     again = CLVModel.from_dict(cdnow_model.to_dict())
     assert again.params == cdnow_model.params
     pd.testing.assert_frame_equal(again.predict(cdnow), cdnow_model.predict(cdnow))
+
+
+def test_fit_benchmark_runs_on_a_small_population() -> None:
+    from bench.ml_fit import run
+
+    result = run(20_000, seed=1, unweighted=True)
+    assert result["n_patterns"] < result["n_customers"]
+    assert result["max_rel_diff_weighted_vs_unweighted"] < 1e-4
+    assert set(result["fitted_params"]) == {"r", "alpha", "a", "b", "p", "q", "v"}
