@@ -150,10 +150,13 @@ class RetryingSession(requests.Session):
         self.timeout = timeout
         self.limiter = limiter
         self.classify = classify or default_classifier
+        self._ca_bundle: str | None = None
         if verify is not None:
             if verify is False:
                 raise ValueError("TLS verification cannot be disabled; pass the CA bundle to trust instead")
             self.verify = verify
+            if isinstance(verify, str):
+                self._ca_bundle = verify
         self.expect_json = expect_json
         self.secrets = [s for s in secrets if s]
         self._sleep = sleep
@@ -180,6 +183,9 @@ class RetryingSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         kwargs.setdefault("timeout", self.timeout)
+        if self._ca_bundle is not None and kwargs.get("verify") in (None, True):
+            # per request: REQUESTS_CA_BUNDLE in the environment would otherwise override Session.verify
+            kwargs["verify"] = self._ca_bundle
         where = f"{self.service} {method.upper()} {endpoint_of(str(url))}"
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):

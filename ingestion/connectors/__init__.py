@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # source -> (module, connector class)
 _REGISTRY: dict[str, tuple[str, str]] = {
     "stripe": ("ingestion.connectors.stripe", "StripeConnector"),
+    "salesforce": ("ingestion.connectors.salesforce", "SalesforceConnector"),
+    "ga4": ("ingestion.connectors.ga4", "GA4Connector"),
+    "google_ads": ("ingestion.connectors.google_ads", "GoogleAdsConnector"),
+    "meta": ("ingestion.connectors.meta", "MetaConnector"),
 }
 SOURCES = tuple(_REGISTRY)
 
