@@ -44,7 +44,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from lifetimes import BetaGeoFitter, GammaGammaFitter
+with warnings.catch_warnings():  # lifetimes sets a pandas option that pandas 3 deprecates, at import time
+    warnings.simplefilter("ignore")
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
 
 BGNBD_PARAMS: tuple[str, ...] = ("r", "alpha", "a", "b")
 GG_PARAMS: tuple[str, ...] = ("p", "q", "v")

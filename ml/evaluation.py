@@ -26,14 +26,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-ArrayLike = np.ndarray | pd.Series | Sequence[float]
+ArrayLike: TypeAlias = np.ndarray | pd.Series | Sequence[float]
 
 
 def _arr(x: ArrayLike) -> np.ndarray:

@@ -139,7 +139,8 @@ def run_ml(
     reg_final = train_clv_regressor(holdout.X, holdout.future_spend, config=cfg, horizon_days=h)
     feats_now, clv_now = build_features(
         transactions, as_of, horizon_days=h, penalizer_coef=penalizer_coef,
-        monthly_discount_rate=monthly_discount_rate, **cols,
+        monthly_discount_rate=monthly_discount_rate,
+        customer_col=customer_col, time_col=time_col, amount_col=amount_col,
     )
 
     # 3. versions, runs, scores

@@ -177,13 +177,16 @@ def build_training_set(
     """Features as of ``cutoff - horizon_days`` with labels from ``(cutoff - horizon_days, cutoff]``."""
     if horizon_days <= 0:
         raise ValueError("horizon_days must be positive")
-    cols = {"customer_col": customer_col, "time_col": time_col, "amount_col": amount_col}
     label_end = _as_day(cutoff)
     feature_date = label_end - pd.Timedelta(days=int(horizon_days))
     feats, model = build_features(
-        transactions, feature_date, horizon_days=horizon_days, penalizer_coef=penalizer_coef, **cols
+        transactions, feature_date, horizon_days=horizon_days, penalizer_coef=penalizer_coef,
+        customer_col=customer_col, time_col=time_col, amount_col=amount_col,
     )
-    labels = future_labels(transactions, feature_date, horizon_days, feats["customer_id"], **cols)
+    labels = future_labels(
+        transactions, feature_date, horizon_days, feats["customer_id"],
+        customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+    )
     frame = feats.merge(labels, on="customer_id", how="left", validate="one_to_one")
     return TrainingSet(
         frame=frame, feature_date=feature_date, label_end=label_end, horizon_days=int(horizon_days), clv_model=model

@@ -130,7 +130,7 @@ def test_parameter_recovery_on_synthetic_data() -> None:
         assert model.params[name] == pytest.approx(expected, rel=0.12), name
     # and the fit is the maximum: the truth has a lower likelihood than the estimate
     assert bgnbd_log_likelihood(model, summary) >= bgnbd_log_likelihood(
-        CLVModel(**{**model.params, "r": truth.r, "alpha": truth.alpha, "a": truth.a, "b": truth.b}), summary
+        CLVModel.from_dict({**model.params, "r": truth.r, "alpha": truth.alpha, "a": truth.a, "b": truth.b}), summary
     )
 
 

@@ -120,6 +120,12 @@ def _run(run_id: str, name: str, metrics: dict, baseline: dict, as_json: bool = 
     return {"run_id": run_id, "model_name": name, "metrics": metrics, "baseline_metrics": baseline}
 
 
+def _champion_id(runs: list[dict], task: str | None = None) -> str:
+    champ = pick_champion(runs, task)
+    assert champ is not None
+    return str(champ["run_id"])
+
+
 def test_pick_champion_clv_rule() -> None:
     base = {"mae": 12.0, "spearman": 0.30}
     runs = [
@@ -127,7 +133,7 @@ def test_pick_champion_clv_rule() -> None:
         _run("xgb", "clv_xgb", {"mae": 8.0, "spearman": 0.38}, base, as_json=True),
         _run("bad", "clv_other", {"mae": 1.0, "spearman": 0.20}, base),  # lowest MAE but loses on Spearman
     ]
-    assert pick_champion(runs)["run_id"] == "xgb"
+    assert _champion_id(runs) == "xgb"
     assert pick_champion(runs[2:]) is None
 
 
@@ -138,9 +144,9 @@ def test_pick_champion_churn_rule() -> None:
         _run("b", "churn_xgb_big", {"auc": 0.86, "brier": 0.21}, base),  # better AUC, worse Brier than baseline
         _run("c", "churn_lr", {"auc": 0.82, "brier": 0.15}, base),
     ]
-    assert pick_champion(runs)["run_id"] == "a"
+    assert _champion_id(runs) == "a"
     assert pick_champion([runs[1]]) is None
     with pytest.raises(ValueError, match="mix tasks"):
         pick_champion([runs[0], _run("x", "clv_xgb", {"mae": 1.0, "spearman": 0.5}, {"spearman": 0.1})])
     mixed = [runs[0], _run("x", "clv_xgb", {"mae": 1.0, "spearman": 0.5}, {"spearman": 0.1})]
-    assert pick_champion(mixed, task="clv")["run_id"] == "x"
+    assert _champion_id(mixed, task="clv") == "x"

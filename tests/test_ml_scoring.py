@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def test_build_customer_scores() -> None:
 
 
 def test_model_run_records_and_champions() -> None:
-    common = {
+    common: dict[str, Any] = {
         "train_start": "2024-01-01",
         "train_end": AS_OF,
         "cutoff_date": AS_OF,
