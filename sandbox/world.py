@@ -54,9 +54,22 @@ def _token(seed: int, name: str, n: int = 32) -> str:
     return hashlib.sha256(f"retailpulse-sandbox:{seed}:{name}".encode()).hexdigest()[:n]
 
 
+def _plain_large_dictionaries(table: pa.Table, max_dict: int = 10_000) -> pa.Table:
+    """Decode dictionary columns with big vocabularies (click ids, landing URLs, ids) to plain strings:
+    parquet's dictionary fallback for big dictionaries is not byte-reproducible across writes."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            col = table.column(i)
+            if any(len(ch.dictionary) > max_dict or ch.dictionary.nbytes > 256_000 for ch in col.chunks):
+                table = table.set_column(i, field.name, col.cast(field.type.value_type))
+    return table
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
+    table = _plain_large_dictionaries(table)
+    # store_schema=False: dictionary-encoded columns are read back as plain strings
     pq.write_table(table, path, compression="zstd", row_group_size=1_000_000, write_statistics=True,
-                   use_dictionary=True)
+                   use_dictionary=True, store_schema=False)
 
 
 class _Steps:

@@ -12,6 +12,9 @@ add_to_cart*k [begin_checkout] [purchase]``.
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +23,7 @@ import pyarrow.compute as pc
 
 from sandbox.world_people import (CH, CHANNELS, COUNTRIES, COUNTRY_P, CURRENCIES, RETURN_SHARE, ACQ_SHARE,
                                   Campaigns, Ctx, Orders, People, pick_campaign)
-from sandbox.world_util import (ALNUM, DAY, HEX, HOUR, MINUTE, US, diurnal_offsets, join, null_where,
+from sandbox.world_util import (dict_col, ALNUM, DAY, HEX, HOUR, MINUTE, US, diurnal_offsets, join, null_where,
                                 random_strings, rank_in_group, segment_cumsum, take, ts_array, number_strings,
                                 digit_matrix, strings_from_matrix)
 
@@ -79,9 +82,22 @@ def _pages():
     return paths, titles, screens, idx
 
 
+def _mark(label: str) -> None:
+    if os.environ.get("RETAILPULSE_WORLD_PROFILE"):
+        import resource
+        now = time.perf_counter()
+        print(f"  ga4 {label:32s} {now - _T[0]:7.2f}s  maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB",
+              file=sys.stderr, flush=True)
+        _T[0] = now
+
+
+_T = [time.perf_counter()]
+
+
 def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=None) -> GA4Result:
     rng = ctx.rng("ga4")
     N = ppl.n
+    _mark("person devices")
     # ---------------------------------------------------------------- person devices
     ndev = ppl.n_devices
     dev_person = np.repeat(np.arange(N), ndev)
@@ -91,6 +107,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     plat = np.where(dev_k == 0, rng.choice(3, size=n_pdev, p=[.8, .12, .08]),
                     rng.choice(3, size=n_pdev, p=[.5, .3, .2]))
 
+    _mark("person sessions")
     # ---------------------------------------------------------------- person sessions
     S_person, S_dev, S_start, S_ch, S_camp, S_kind, S_order, S_login = [], [], [], [], [], [], [], []
     end = ctx.end_excl_us
@@ -148,6 +165,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     k = (rng.random(m.sum())[:, None] > cum).sum(axis=1)
     s_dev[m] = dev_first[s_person[m]] + np.minimum(k, nd - 1)
 
+    _mark("anonymous devices")
     # ---------------------------------------------------------------- anonymous devices
     af = ctx.anon_factor
     days = np.arange(ctx.n_obs_days)
@@ -183,6 +201,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     e_camp = pick_campaign(ctx, camps, rng, e_ch, e_t)
     a_plat = rng.choice(3, size=n_anon, p=[.88, .07, .05])
 
+    _mark("all sessions")
     # ---------------------------------------------------------------- all sessions
     n_dev = n_pdev + n_anon
     dev_person_all = np.concatenate([dev_person, np.full(n_anon, -1)])
@@ -210,6 +229,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     untracked = is_pur & ~ords.tracked[s_order_c] & ~ords.is_failed[s_order_c]
     s_drop = untracked & (rng.random(ns) < 0.5)
 
+    _mark("events per slot")
     # ---------------------------------------------------------------- events per slot
     kind = s_kind
     n_prod = np.where(kind == 0, rng.poisson(0.55, ns), np.where(kind == 1, rng.poisson(1.2, ns),
@@ -257,6 +277,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     paid_conv = np.zeros_like(paid_sessions)
     np.add.at(paid_conv, (s_day[conv], s_camp[conv]), 1)
 
+    _mark("keep visible sessions")
     # ---------------------------------------------------------------- keep visible sessions
     keep_s = ~s_drop & (s_start < end) & (s_start >= ctx.start_us - DAY)
     # order sessions by device and time: session number, first visit, login state
@@ -302,6 +323,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     eperson = dev_person_all[edev]
     n_events = len(idx)
 
+    _mark("pages")
     # ---------------------------------------------------------------- pages
     paths, titles, screens, P = _pages()
     n_cat = len(CATALOG_NAMES)
@@ -332,6 +354,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     nxt_ts = np.r_[ts[1:], ts[-1:]] if n_events else ts
     engaged = np.where(nxt_same, nxt_ts - ts, rng.integers(3 * US, 40 * US, n_events)) // 1000
 
+    _mark("traffic source per session")
     # ---------------------------------------------------------------- traffic source per session
     ct = camps.table
     c_src = np.array(ct.column("utm_source").to_pylist(), dtype=object)
@@ -354,6 +377,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     is_gclid = s_ch == CH["paid_search"]
     is_fbclid = s_ch == CH["paid_social"]
 
+    _mark("columns")
     # ---------------------------------------------------------------- columns
     e_ch = s_ch[ev_s2]
     e_camp = np.maximum(s_camp[ev_s2], 0)
@@ -368,51 +392,56 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     web_ids = join(number_strings(rnd), ".", number_strings(first_seen // US))
     app_ids = random_strings(rng, n_dev, 32, HEX)
     pseudo = pc.if_else(pa.array(dev_plat == 0), web_ids, app_ids)
-    # click ids per session
-    gclid = random_strings(rng, ns, 40, ALNUM, prefix="Cj0KCQiA")
-    fbclid = random_strings(rng, ns, 56, ALNUM, prefix="IwAR")
-    es = pa.array(ev_s2)
-    gcl_e = null_where(~is_gclid[ev_s2], gclid.take(es))
-    fb_e = null_where(~is_fbclid[ev_s2], fbclid.take(es))
-    # page_location: landing events carry the click id / utm query
+    # click ids per session (null outside paid sessions)
+    g_pos = np.cumsum(is_gclid) - 1            # position among paid-search sessions
+    f_pos = np.cumsum(is_fbclid) - 1
+    gclid_s = random_strings(rng, int(is_gclid.sum()), 40, ALNUM, prefix="Cj0KCQiA")
+    fbclid_s = random_strings(rng, int(is_fbclid.sum()), 56, ALNUM, prefix="IwAR")
+    gcl_e = dict_col(gclid_s, g_pos[ev_s2], ~is_gclid[ev_s2])
+    fb_e = dict_col(fbclid_s, f_pos[ev_s2], ~is_fbclid[ev_s2])
+    gclid = gclid_s.take(pa.array(np.maximum(g_pos, 0), mask=~is_gclid))
+    fbclid = fbclid_s.take(pa.array(np.maximum(f_pos, 0), mask=~is_fbclid))
+    # page_location: landing events carry the click id / utm query -> landing URL per session
     landing_ev = eslot <= 1
     c_med = ct.column("utm_medium").combine_chunks()
     c_utm = ct.column("utm_campaign").combine_chunks()
-    utm_q = join("?utm_source=", pa.array(src_vocab, pa.string()).take(pa.array(s_src[ev_s2])),
-                 "&utm_medium=", c_med.take(pa.array(e_camp)), "&utm_campaign=", c_utm.take(pa.array(e_camp)))
-    has_utm = np.isin(e_ch, [CH["email"], CH["affiliate"], CH["paid_social"]]) & landing_ev
-    q = pc.if_else(pa.array(has_utm), utm_q, pa.scalar(""))
-    q = pc.if_else(pa.array(landing_ev & (e_ch == CH["paid_search"])), join("?gclid=", gcl_e), q)
-    q = pc.if_else(pa.array(landing_ev & (e_ch == CH["paid_social"])), join(q, "&fbclid=", fb_e), q)
-    page_path = pa.array(paths, pa.string()).take(pa.array(page))
-    page_loc = join(SITE, page_path, q)
-    page_loc = null_where(~web, page_loc)
-    title = pc.if_else(pa.array(web), pa.array(titles, pa.string()).take(pa.array(page)),
-                       pa.array(screens, pa.string()).take(pa.array(page)))
+    # utm query per (source, campaign) pair, looked up per session
+    has_utm = np.isin(s_ch, [CH["email"], CH["affiliate"], CH["paid_social"]])
+    pair = s_src * len(c_med) + np.maximum(s_camp, 0)
+    upairs = np.unique(pair[has_utm])
+    utm_vocab = join("?utm_source=", pa.array(src_vocab, pa.string()).take(pa.array(upairs // len(c_med))),
+                     "&utm_medium=", c_med.take(pa.array(upairs % len(c_med))),
+                     "&utm_campaign=", c_utm.take(pa.array(upairs % len(c_med))))
+    utm_vocab = pa.concat_arrays([utm_vocab, pa.array([""], pa.string())])
+    q = utm_vocab.take(pa.array(np.where(has_utm, np.searchsorted(upairs, pair), len(upairs))))
+    q = pc.if_else(pa.array(is_gclid), join("?gclid=", gclid), q)
+    q = pc.if_else(pa.array(is_fbclid), join(q, "&fbclid=", fbclid), q)
+    url_vocab = join(SITE, pa.array(paths, pa.string()))
+    landing_url = join(url_vocab.take(pa.array(landing)), q)
+    n_pages = len(paths)
+    loc_idx = np.where(landing_ev, n_pages + ev_s2, page)
+    page_loc = dict_col(pa.concat_arrays([url_vocab, landing_url]), loc_idx, ~web)
+    title = dict_col(titles + screens, np.where(web, page, n_pages + page))
     ref_pv = np.full(n_events, -2)
     ref_pv[pv_idx] = prev_page
-    ref_int = join(SITE, pa.array(paths, pa.string()).take(pa.array(np.maximum(ref_pv, 0))))
-    ref_land = src_ref.take(pa.array(s_src[ev_s2]))
-    referrer = pc.if_else(pa.array(ref_pv >= 0), ref_int, pc.if_else(pa.array(ref_pv == -1), ref_land,
-                                                                       pa.scalar(None, pa.string())))
-    referrer = null_where(~web, referrer)
+    ref_idx = np.where(ref_pv >= 0, ref_pv, n_pages + s_src[ev_s2])
+    referrer = dict_col(pa.concat_arrays([url_vocab, src_ref]), ref_idx, ~web | (ref_pv == -2))
     # user id
-    uid_num = ppl.web_user_num[np.maximum(eperson, 0)]
     # sessions of one device can overlap in time: never before the device's first login event
     login_ts = np.full(n_dev, np.iinfo(np.int64).max, dtype=np.int64)
     first_login_ev = (ecode == LOGIN) & (state[ev_s2] == 1)
     np.minimum.at(login_ts, edev[first_login_ev], ts[first_login_ev])
     has_uid_e = np.where(is_fv, False, has_uid[idx]) & (ts >= login_ts[edev])
     has_uid_e &= eperson >= 0
-    user_id = null_where(~has_uid_e, join("u_", number_strings(uid_num)))
+    uid_vocab = join("u_", number_strings(ppl.web_user_num))
+    user_id = dict_col(uid_vocab, np.maximum(eperson, 0), ~has_uid_e)
     # ecommerce
     e_order = np.where(ecode == PUR, s_order_c[ev_s2], -1)
     pur = e_order >= 0
-    pur_o = e_order[pur]
-    tx = null_where(~pur, ords.order_id.take(pa.array(np.maximum(e_order, 0))))
+    tx = dict_col(ords.order_id, np.maximum(e_order, 0), ~pur)
     value = np.where(pur, ords.amount_minor[np.maximum(e_order, 0)] / 100.0, np.nan)
     cur_up = pa.array([c.upper() for c in CURRENCIES], pa.string())
-    currency = null_where(~pur, cur_up.take(pa.array(ords.currency[np.maximum(e_order, 0)])))
+    currency = dict_col(cur_up, ords.currency[np.maximum(e_order, 0)], ~pur)
     items = _items_json(rng, ords, prod_ev[idx], ecode, e_order)
     # visibility: 5% of sessions arrive 1-3 days late (apps more often)
     late = rng.random(ns) < np.where(dev_plat[s_dev] == 0, 0.04, 0.10)
@@ -425,25 +454,26 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     day_vocab = pa.array([(ctx.start + _dt.timedelta(days=dmin + i)).strftime("%Y%m%d") for i in range(ndays)],
                          pa.string())
     engage = np.where(is_pv, engaged, 0)
+    _mark("columns")
     table = pa.table({
-        "event_date": day_vocab.take(pa.array(day_idx - dmin)),
+        "event_date": dict_col(day_vocab, day_idx - dmin),
         "event_timestamp": pa.array(ts, pa.int64()),
-        "event_name": pa.array(EV_NAMES, pa.string()).take(pa.array(ecode)),
-        "user_pseudo_id": pseudo.take(pa.array(edev)),
+        "event_name": dict_col(EV_NAMES, ecode),
+        "user_pseudo_id": dict_col(pseudo, edev),
         "user_id": user_id,
-        "platform": pa.array(PLATFORMS, pa.string()).take(pa.array(e_plat)),
+        "platform": dict_col(PLATFORMS, e_plat),
         "ga_session_id": pa.array(sid[ev_s2], pa.int64()),
         "ga_session_number": pa.array(sess_num[ev_s2], pa.int64()),
         "page_location": page_loc,
         "page_title": title,
         "page_referrer": referrer,
         "engagement_time_msec": pa.array(engage, pa.int64(), mask=~is_pv),
-        "device_category": pa.array(CATEGORIES, pa.string()).take(pa.array(dev_cat[edev])),
-        "device_os": pa.array(OSES, pa.string()).take(pa.array(os_[edev])),
-        "geo_country": pa.array(COUNTRIES, pa.string()).take(pa.array(dev_country[edev])),
-        "source": pa.array(src_vocab, pa.string()).take(pa.array(s_src[ev_s2])),
-        "medium": c_med.take(pa.array(e_camp)),
-        "campaign": c_utm.take(pa.array(e_camp)),
+        "device_category": dict_col(CATEGORIES, dev_cat[edev]),
+        "device_os": dict_col(OSES, os_[edev]),
+        "geo_country": dict_col(COUNTRIES, dev_country[edev]),
+        "source": dict_col(src_vocab, s_src[ev_s2]),
+        "medium": dict_col(c_med, e_camp),
+        "campaign": dict_col(c_utm, e_camp),
         "gclid": gcl_e,
         "fbclid": fb_e,
         "transaction_id": tx,
@@ -453,6 +483,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
         "_visible_at": ts_array(vis),
     })
     device_seen = seen
+    _mark("table")
     return GA4Result(events=table, device_person=dev_person_all, device_pseudo=pseudo, device_seen=device_seen,
                      paid_sessions=paid_sessions, paid_conversions=paid_conv, n_sessions=int(keep_s.sum()))
 
@@ -471,12 +502,8 @@ def _items_json(rng, ords: Orders, prod: np.ndarray, ecode: np.ndarray, e_order:
     price_minor = np.round(CATALOG_PRICE * 100).astype(np.int64)
     one = join('[{"item_id": "', sku, '", "item_name": "', name, '", "price": ', _money(price_minor),
                ', "quantity": 1}]')
-    single = one.take(pa.array(prod))
     is_item = (ecode == VI) | (ecode == ATC)
-    out = null_where(~is_item, single)
     pur = np.flatnonzero(ecode == PUR)
-    if len(pur) == 0:
-        return out
     o = e_order[pur]
     amt = ords.amount_minor[o]
     k = 1 + rng.binomial(3, 0.22, len(pur))
@@ -493,9 +520,7 @@ def _items_json(rng, ords: Orders, prod: np.ndarray, ecode: np.ndarray, e_order:
     offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int32)
     lists = pa.ListArray.from_arrays(pa.array(offsets), item_txt)
     pur_json = join("[", pc.binary_join(lists, ", "), "]")
-    # scatter into the full array
-    pos = np.full(n, -1, dtype=np.int64)
-    pos[pur] = np.arange(len(pur))
-    combined = pa.concat_arrays([out.cast(pa.string()), pur_json])
-    sel = np.where(pos >= 0, n + pos, np.arange(n))
-    return combined.take(pa.array(sel))
+    # one take: catalog entries for item events, the order's list for purchases, null otherwise
+    sel = np.where(is_item, prod, 0)
+    sel[pur] = len(CATALOG_NAMES) + np.arange(len(pur))
+    return dict_col(pa.concat_arrays([one, pur_json]), sel, ~(is_item | (ecode == PUR)))

@@ -645,7 +645,7 @@ def _truth(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4Result
     cus = np.full(n, -1, dtype=np.int64)
     cus[st["oi"]] = st["order_cus"]
     sc = st["succ_charge_of_order"]
-    ga4_pur = tables["ga4_events"].column("transaction_id")
+    ga4_pur = tables["ga4_events"].column("transaction_id").cast(pa.string())
     tracked_ids = pc.unique(ga4_pur.drop_null())
     seen = pc.is_in(ords.order_id, value_set=tracked_ids).to_numpy(zero_copy_only=False)
     is_tracked = np.where(ords.in_obs, seen, ords.tracked)
@@ -671,7 +671,7 @@ def _truth(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4Result
     })
     # identity
     ev = tables["ga4_events"]
-    uid_seen = pc.unique(ev.column("user_id").drop_null())
+    uid_seen = pc.unique(ev.column("user_id").drop_null().cast(pa.string()))
     dev = np.flatnonzero(ga4.device_seen & (ga4.device_person >= 0))
     parts = []
 

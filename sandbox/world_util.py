@@ -110,7 +110,8 @@ def strings_from_matrix(mat: np.ndarray) -> pa.Array:
 
 def random_strings(rng: np.random.Generator, n: int, width: int, alphabet: np.ndarray = ALNUM,
                    prefix: str = "") -> pa.Array:
-    body = alphabet[rng.integers(0, len(alphabet), size=(n, width))]
+    raw = np.frombuffer(rng.bytes(n * width), dtype=np.uint8).reshape(n, width)
+    body = alphabet[raw % len(alphabet)]
     if prefix:
         p = np.frombuffer(prefix.encode(), dtype=np.uint8)
         body = np.hstack([np.broadcast_to(p, (n, len(p))), body])
@@ -174,3 +175,19 @@ def null_where(mask: np.ndarray, arr: pa.Array) -> pa.Array:
 
 def to_py_strings(arr: pa.Array) -> list:
     return arr.to_pylist()
+
+
+def dict_col(vocab, idx: np.ndarray, mask: np.ndarray | None = None) -> pa.DictionaryArray:
+    """Dictionary-encoded column (indices into a vocabulary): no string copies. Written with
+    ``store_schema=False`` so readers get plain ``string`` columns back."""
+    if not isinstance(vocab, pa.Array):
+        vocab = pa.array(list(vocab), type=pa.string())
+    if isinstance(vocab, pa.DictionaryArray):
+        vocab = vocab.dictionary.take(vocab.indices)
+    idx = np.asarray(idx, dtype=np.int32)
+    if vocab.null_count:      # parquet cannot write nulls inside a dictionary: move them to the indices
+        vnull = vocab.is_null().to_numpy(zero_copy_only=False)
+        mask = vnull[idx] if mask is None else (np.asarray(mask, dtype=bool) | vnull[idx])
+        vocab = vocab.fill_null("")
+    ind = pa.array(idx, mask=None if mask is None else np.asarray(mask, dtype=bool))
+    return pa.DictionaryArray.from_arrays(ind, vocab)
