@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.exceptions import AirflowSkipException
 from airflow.sdk import Asset, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from ingestion.connectors import SOURCES
 

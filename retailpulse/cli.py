@@ -178,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("RETAILPULSE_DEBUG") == "1"
     try:
         settings = load_settings()
+        from retailpulse.airflow_setup import apply_env
         from retailpulse.logging_setup import configure_cli_logging
+
+        apply_env(settings)  # before anything imports airflow: the project's own Airflow home
 
         configure_cli_logging(settings, verbose=args.verbose)
         return COMMANDS[args.command](settings, args)

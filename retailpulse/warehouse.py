@@ -79,12 +79,12 @@ class Warehouse(abc.ABC):
         with self.connect() as con:
             self._exec(con, sql, params)
 
-    def query(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = True) -> list[tuple]:
+    def query(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = False) -> list[tuple]:
         with self.connect(read_only=read_only) as con:
             cur = self._exec(con, sql, params)
             return [tuple(r) for r in cur.fetchall()]
 
-    def query_df(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = True) -> pd.DataFrame:
+    def query_df(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = False) -> pd.DataFrame:
         with self.connect(read_only=read_only) as con:
             cur = self._exec(con, sql, params)
             cols = [d[0] for d in cur.description] if cur.description else []
