@@ -105,6 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "RetailPulseSandbox/1.0"
     sys_version = ""
     timeout = 120
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stalls
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch()
@@ -136,9 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(resp.body)))
             for k, v in resp.headers.items():
                 self.send_header(k, v)
-            self.end_headers()
+            # end_headers() + body in a single write (no small-segment / delayed-ACK stalls)
+            self._headers_buffer.append(b"\r\n")
             if self.command != "HEAD":
-                self.wfile.write(resp.body)
+                self._headers_buffer.append(resp.body)
+            self.flush_headers()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
 
@@ -317,8 +320,16 @@ class SandboxServer:
         return result
 
     def set_faults(self, config: FaultConfig) -> None:
-        """Replace the fault configuration (and restart the per-endpoint request counters)."""
-        self.faults.configure(config)
+        """Replace the fault configuration (and restart the per-endpoint request counters).
+
+        GA4 export files are rewritten when the record-fault settings that apply to them change.
+        """
+        with self._clock_lock:
+            self.faults.configure(config)
+            if self.ga4 is not None and self._started:
+                if self._ga4_thread is not None:
+                    self._ga4_thread.join()
+                self.ga4.write(self._t_us)
 
     def wait_ga4(self, timeout: float | None = None) -> None:
         """Block until the GA4 export written at start is complete."""
@@ -474,29 +485,9 @@ def _data_dir() -> Path:
 
 
 def _ensure_world(size: str, seed: int, data_dir: Path) -> Path:
-    from sandbox import world as world_mod
+    from sandbox.world import ensure_world
 
-    path = data_dir / f"{size}-{seed}"
-    ensure = getattr(world_mod, "ensure_world", None)
-    if ensure is None:
-        raise RuntimeError("sandbox.world.ensure_world is not available")
-    import inspect
-
-    params = inspect.signature(ensure).parameters
-    kwargs: dict[str, Any] = {}
-    for name, value in (("size", size), ("seed", seed)):
-        if name in params:
-            kwargs[name] = value
-    for name in ("data_dir", "out_dir", "root", "base_dir", "sandbox_dir", "path"):
-        if name in params:
-            kwargs[name] = data_dir
-            break
-    got = ensure(**kwargs)
-    if isinstance(got, (str, os.PathLike)):
-        return Path(got)
-    if got is not None and hasattr(got, "path"):
-        return Path(got.path)
-    return path
+    return Path(ensure_world(data_dir, size, seed, progress=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("RETAILPULSE_HOME", str(REPO))
+
+
+def _use_project_airflow_home() -> None:
+    """Point Airflow at the project's home (.airflow/, initialised by `make test`) before any
+    test module imports airflow, so no test ever touches ~/airflow."""
+    from retailpulse.airflow_setup import apply_env
+    from retailpulse.settings import Settings
+
+    apply_env(Settings(home=REPO, _env_file=None))
+
+
+_use_project_airflow_home()
 
 
 # --- settings / warehouse -------------------------------------------------------------------
@@ -102,15 +115,10 @@ def _generated_world_path(out_dir: Path, result) -> Path:
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
     """Directory of the small sandbox world (seed 42), generated once per test session."""
-    root = tmp_path_factory.mktemp("sandbox")
-    out = root / f"small-{SANDBOX_TEST_SEED}"
-    try:
-        from sandbox.world import generate_world
-    except ImportError:  # the generator has not landed: a tiny hand-made world in the same format
-        from tests.sandbox_fixtures import make_tiny_world
+    from sandbox.world import generate_world
 
-        return make_tiny_world(out, seed=SANDBOX_TEST_SEED)
-    return _generated_world_path(out, generate_world("small", SANDBOX_TEST_SEED, out))
+    root = tmp_path_factory.mktemp("sandbox")
+    return _generated_world_path(root, generate_world("small", SANDBOX_TEST_SEED, root))
 
 
 @pytest.fixture(scope="session")

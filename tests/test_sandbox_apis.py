@@ -295,11 +295,16 @@ def test_stripe_rate_limit_shape_and_retry(sandbox_server: SandboxServer, world)
         assert r.json()["error"]["code"] == "rate_limit"
         with pytest.raises(stripe.RateLimitError):
             stripe_client(sandbox_server).v1.charges.list()
-    # with retries, the SDK gets through a 50% rate of 429/5xx and sees the correct data
-    with faults(sandbox_server, FaultConfig(rate_429=0.3, rate_5xx=0.2, seed=3, apis=("stripe",))):
+    # with retries, the SDK gets through a 40% rate of 429/5xx and sees the correct data
+    created = np.sort(np.asarray(world.stripe_customers.column("created").to_numpy()))
+    window = {"gte": int(created[0]), "lte": int(created[min(len(created) - 1, 349)])}
+    expected = int(((created >= window["gte"]) & (created <= window["lte"])).sum())
+    with faults(sandbox_server, FaultConfig(rate_429=0.2, rate_5xx=0.2, seed=3, apis=("stripe",))):
         client = stripe_client(sandbox_server, retries=12)
-        got = [c.id for c in client.v1.customers.list(params={"limit": 100}).auto_paging_iter()]
-    assert len(got) == visible(world.stripe_customers, sandbox_server.as_of).num_rows == len(set(got))
+        got = [c.id for c in client.v1.customers.list(params={"limit": 100, "created": window}).auto_paging_iter()]
+        stats = sandbox_server.faults.snapshot()["stats"]
+    assert stats.get("429", 0) + stats.get("5xx", 0) > 0
+    assert len(got) == expected == len(set(got))
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,3 +459,363 @@ def test_salesforce_faults_keep_pages_correct(sandbox_server: SandboxServer, wor
         with pytest.raises(SalesforceGeneralError):
             sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
     assert sf.query_more(first["nextRecordsUrl"], identifier_is_url=True) == again
+
+
+# --------------------------------------------------------------------------------------------
+# Google Ads REST
+# --------------------------------------------------------------------------------------------
+GADS_QUERY = ("SELECT campaign.id, campaign.name, segments.date, metrics.cost_micros, metrics.clicks, "
+              "metrics.impressions, metrics.conversions FROM campaign "
+              "WHERE segments.date BETWEEN '{a}' AND '{b}' ORDER BY segments.date")
+
+
+def gads_post(server: SandboxServer, method: str, body: dict[str, Any], **headers: str) -> requests.Response:
+    c = server.credentials
+    h = {"developer-token": c["google_ads_developer_token"], "Authorization": f"Bearer {c['google_ads_access_token']}",
+         "login-customer-id": c["google_ads_customer_id"]}
+    h.update(headers)
+    return requests.post(f"{server.http_url}/v18/customers/{c['google_ads_customer_id']}/googleAds:{method}",
+                         json=body, headers=h, timeout=60)
+
+
+def test_google_ads_search_pages_and_stream(sandbox_server: SandboxServer, world) -> None:
+    as_of = sandbox_server.as_of
+    state = latest_versions(world.google_ads_campaign_daily, ["campaign_id", "date"], as_of)
+    a, b = dt.date.fromisoformat(world.meta["start"]), as_of.date()
+    q = GADS_QUERY.format(a=a, b=b)
+    results, pages, token = [], 0, None
+    while True:
+        body: dict[str, Any] = {"query": q, "pageSize": 500}
+        if token:
+            body["pageToken"] = token
+        r = gads_post(sandbox_server, "search", body)
+        assert r.status_code == 200, r.text
+        j = r.json()
+        pages += 1
+        results += j.get("results", [])
+        assert j["fieldMask"] == ("campaign.id,campaign.name,segments.date,metrics.costMicros,metrics.clicks,"
+                                  "metrics.impressions,metrics.conversions")
+        token = j.get("nextPageToken")
+        if not token:
+            break
+    assert pages == -(-state.num_rows // 500) and len(results) == state.num_rows
+    first = results[0]
+    assert set(first) == {"campaign", "segments", "metrics"}
+    assert first["campaign"]["resourceName"].startswith("customers/") and isinstance(first["campaign"]["id"], str)
+    assert isinstance(first["metrics"]["costMicros"], str) and isinstance(first["metrics"]["clicks"], str)
+    assert isinstance(first["metrics"]["conversions"], float)
+    assert sum(int(x["metrics"]["costMicros"]) for x in results) == pc.sum(state.column("cost_micros")).as_py()
+    assert sum(int(x["metrics"]["clicks"]) for x in results) == pc.sum(state.column("clicks")).as_py()
+    dates = [x["segments"]["date"] for x in results]
+    assert dates == sorted(dates)
+    # searchStream: the same rows as batches
+    stream = gads_post(sandbox_server, "searchStream", {"query": q})
+    assert stream.status_code == 200 and isinstance(stream.json(), list)
+    streamed = [row for batch in stream.json() for row in batch.get("results", [])]
+    assert streamed == results
+    # a narrower window and an empty one
+    one_day = str(state.column("date")[0].as_py())
+    got = gads_post(sandbox_server, "search", {"query": GADS_QUERY.format(a=one_day, b=one_day)}).json()
+    assert len(got["results"]) == pc.sum(pc.equal(state.column("date"), state.column("date")[0])).as_py()
+    assert "nextPageToken" not in got
+    none = gads_post(sandbox_server, "search", {"query": GADS_QUERY.format(a="2001-01-01", b="2001-01-31")}).json()
+    assert none.get("results", []) == [] and "nextPageToken" not in none
+
+
+def test_google_ads_restatements_follow_the_clock(sandbox_server: SandboxServer, world) -> None:
+    t = world.google_ads_campaign_daily
+    counts = Counter(zip(t.column("campaign_id").to_pylist(), t.column("date").to_pylist()))
+    key = next((k for k, c in counts.items() if c > 1), None)
+    if key is None:
+        pytest.skip("no restated Google Ads rows in this world")
+    rows = t.filter(pc.and_(pc.equal(t.column("campaign_id"), key[0]), pc.equal(t.column("date"), key[1])))
+    rows = rows.sort_by("_visible_at").to_pylist()
+    q = (f"SELECT campaign.id, segments.date, metrics.cost_micros FROM campaign WHERE segments.date = '{key[1]}' "
+         f"AND campaign.id = {key[0]}")
+    with clock(sandbox_server, rows[0]["_visible_at"]):
+        got = gads_post(sandbox_server, "search", {"query": q}).json()["results"]
+        assert [int(x["metrics"]["costMicros"]) for x in got] == [rows[0]["cost_micros"]]
+    with clock(sandbox_server, rows[-1]["_visible_at"]):
+        got = gads_post(sandbox_server, "search", {"query": q}).json()["results"]
+        assert [int(x["metrics"]["costMicros"]) for x in got] == [rows[-1]["cost_micros"]]
+    with clock(sandbox_server, rows[0]["_visible_at"] - dt.timedelta(seconds=1)):
+        assert gads_post(sandbox_server, "search", {"query": q}).json().get("results", []) == []
+
+
+def test_google_ads_errors(sandbox_server: SandboxServer) -> None:
+    q = GADS_QUERY.format(a="2025-01-01", b="2025-01-31")
+    r = gads_post(sandbox_server, "search", {"query": q}, Authorization="Bearer wrong")
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+    r = gads_post(sandbox_server, "search", {"query": q}, **{"developer-token": "nope"})
+    assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+    r = gads_post(sandbox_server, "search", {"query": "SELECT campaign.nope FROM campaign"})
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    r = gads_post(sandbox_server, "search", {"query": "SELEKT campaign.id FROM campaign"})
+    assert r.status_code == 400
+    r = gads_post(sandbox_server, "search", {"query": q, "pageToken": "garbage"})
+    assert r.status_code == 400
+    c = sandbox_server.credentials
+    r = requests.post(f"{sandbox_server.http_url}/v18/customers/9999999999/googleAds:search", json={"query": q}, timeout=10,
+                      headers={"developer-token": c["google_ads_developer_token"],
+                               "Authorization": f"Bearer {c['google_ads_access_token']}"})
+    assert r.status_code == 403 and r.json()["error"]["status"] == "PERMISSION_DENIED"
+    with faults(sandbox_server, FaultConfig(rate_429=1.0, apis=("google_ads",))):
+        r = gads_post(sandbox_server, "search", {"query": q})
+    assert r.status_code == 429 and r.json()["error"]["status"] == "RESOURCE_EXHAUSTED" and r.headers["Retry-After"]
+    details = r.json()["error"]["details"][0]
+    assert details["errors"][0]["errorCode"] == {"quotaError": "RESOURCE_EXHAUSTED"}
+
+
+# --------------------------------------------------------------------------------------------
+# Meta Marketing API
+# --------------------------------------------------------------------------------------------
+def meta_get(server: SandboxServer, **params: Any) -> requests.Response:
+    c = server.credentials
+    base = {"level": "campaign", "time_increment": 1, "access_token": c["meta_access_token"],
+            "fields": "campaign_id,campaign_name,spend,impressions,clicks,date_start"}
+    base.update(params)
+    return requests.get(f"{server.http_url}/v21.0/act_{c['meta_account_id']}/insights", params=base, timeout=60)
+
+
+def test_meta_insights_page_to_the_end(sandbox_server: SandboxServer, world) -> None:
+    as_of = sandbox_server.as_of
+    state = latest_versions(world.meta_campaign_daily, ["campaign_id", "date_start"], as_of)
+    since, until = dt.date.fromisoformat(world.meta["start"]), as_of.date()
+    r = meta_get(sandbox_server, time_range=json.dumps({"since": str(since), "until": str(until)}), limit=250)
+    assert r.status_code == 200, r.text
+    assert "X-Business-Use-Case-Usage" in r.headers
+    j = r.json()
+    rows, pages = list(j["data"]), 1
+    while "next" in j.get("paging", {}):
+        assert j["paging"]["next"].startswith(sandbox_server.http_url)
+        assert j["paging"]["cursors"]["after"]
+        j = requests.get(j["paging"]["next"], timeout=60).json()
+        rows += j["data"]
+        pages += 1
+    assert "next" not in j["paging"] and j["paging"]["cursors"]["after"]
+    assert len(rows) == state.num_rows and pages == -(-state.num_rows // 250)
+    assert len({(x["campaign_id"], x["date_start"]) for x in rows}) == len(rows)
+    x = rows[0]
+    assert set(x) == {"campaign_id", "campaign_name", "spend", "impressions", "clicks", "date_start", "date_stop"}
+    assert all(isinstance(x[k], str) for k in ("spend", "impressions", "clicks")) and x["date_start"] == x["date_stop"]
+    assert abs(sum(float(x["spend"]) for x in rows) - pc.sum(state.column("spend")).as_py()) < 0.01 * len(rows)
+    assert sum(int(x["clicks"]) for x in rows) == pc.sum(state.column("clicks")).as_py()
+    # all_days aggregates per campaign
+    agg = meta_get(sandbox_server, time_range=json.dumps({"since": str(since), "until": str(until)}),
+                   time_increment="all_days", limit=500).json()["data"]
+    assert len(agg) == len(set(state.column("campaign_id").to_pylist()))
+    assert all(a["date_start"] == str(since) and a["date_stop"] == str(until) for a in agg)
+    # an empty window has no paging.next
+    empty = meta_get(sandbox_server, time_range=json.dumps({"since": "2001-01-01", "until": "2001-01-02"})).json()
+    assert empty["data"] == [] and "next" not in empty.get("paging", {})
+
+
+def test_meta_errors_and_rate_limits(sandbox_server: SandboxServer) -> None:
+    r = meta_get(sandbox_server, access_token="bad")
+    assert r.status_code == 400 and r.json()["error"]["code"] == 190 and r.json()["error"]["type"] == "OAuthException"
+    r = meta_get(sandbox_server, fields="campaign_id,nope")
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100
+    r = requests.get(f"{sandbox_server.http_url}/v21.0/act_42/insights", timeout=10,
+                     params={"access_token": sandbox_server.credentials["meta_access_token"]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100
+    codes = set()
+    with faults(sandbox_server, FaultConfig(rate_429=1.0, seed=5, apis=("meta",))):
+        for _ in range(12):
+            r = meta_get(sandbox_server)
+            assert r.status_code == 400 and "X-Business-Use-Case-Usage" in r.headers
+            err = r.json()["error"]
+            assert err["fbtrace_id"] and err["type"] == "OAuthException"
+            codes.add(err["code"])
+            if err["code"] == 17:
+                assert err["error_subcode"] == 2446079 and err["message"] == "(#17) User request limit reached"
+    assert {17, 613} <= codes <= {4, 17, 613}
+
+
+# --------------------------------------------------------------------------------------------
+# GA4 export files
+# --------------------------------------------------------------------------------------------
+def read_export_day(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_ga4_export_files_match_the_world(sandbox_server: SandboxServer, world) -> None:
+    out = sandbox_server.ga4_export_dir
+    as_of = sandbox_server.as_of
+    vis = visible(world.ga4_events, as_of)
+    per_day = Counter(vis.column("event_date").to_pylist())
+    files = sorted(out.glob("events_*.json.gz"))
+    assert {f.name[len("events_"):-len(".json.gz")] for f in files} == set(per_day)
+    assert not list(out.glob("*.tmp"))
+    # a few days in full detail
+    for f in (files[0], files[len(files) // 2], files[-1]):
+        day = f.name[len("events_"):-len(".json.gz")]
+        rows = read_export_day(f)
+        assert len(rows) == per_day[day]
+        for r in rows:
+            assert r["event_date"] == day and isinstance(r["event_timestamp"], int)
+            assert {"event_name", "event_params", "user_pseudo_id", "user_id", "platform", "device", "geo",
+                    "traffic_source", "collected_traffic_source", "ecommerce", "items"} <= set(r)
+            params = {p["key"]: p["value"] for p in r["event_params"]}
+            assert isinstance(params["ga_session_id"]["int_value"], int)
+            assert set(params["ga_session_id"]) == {"string_value", "int_value", "float_value", "double_value"}
+            assert set(r["device"]) >= {"category", "operating_system"} and "country" in r["geo"]
+            assert set(r["traffic_source"]) == {"name", "medium", "source"}
+            if r["event_name"] == "session_start":
+                assert "source" in params or r["collected_traffic_source"] is None
+            if r["event_name"] == "purchase":
+                assert r["ecommerce"]["transaction_id"] == params["transaction_id"]["string_value"]
+                assert isinstance(r["ecommerce"]["purchase_revenue"], float)
+                assert all({"item_id", "item_name", "price", "quantity"} <= set(i) for i in r["items"])
+    # totals: every visible event is in exactly one file
+    total = sum(len(read_export_day(f)) for f in files[-40:])
+    assert total == sum(per_day[f.name[len("events_"):-len(".json.gz")]] for f in files[-40:])
+
+
+def test_ga4_late_events_make_a_day_grow(sandbox_server: SandboxServer, world) -> None:
+    t = world.ga4_events
+    # an event that arrives a day or more after it happened
+    ev_time = pc.cast(pc.cast(t.column("event_timestamp"), pa.timestamp("us")), pa.timestamp("us", tz="UTC"))
+    lag = pc.subtract(pc.cast(t.column("_visible_at"), pa.int64()), pc.cast(ev_time, pa.int64()))
+    late = t.filter(pc.greater(lag, 86_400 * 10**6)).slice(0, 1).to_pylist()
+    if not late:
+        pytest.skip("no late GA4 events in this world")
+    ev = late[0]
+    day = ev["event_date"]
+    arrival = ev["_visible_at"]
+    path = sandbox_server.ga4_export_dir / f"events_{day}.json.gz"
+    before = arrival - dt.timedelta(microseconds=1)
+    with clock(sandbox_server, before):
+        n_before = len(read_export_day(path))
+        assert n_before == visible(t, before).filter(pc.equal(visible(t, before).column("event_date"), day)).num_rows
+        assert not any(f.name > f"events_{before.strftime('%Y%m%d')}.json.gz"
+                       for f in sandbox_server.ga4_export_dir.glob("events_*.json.gz"))
+        sandbox_server.set_clock(arrival)
+        n_after = len(read_export_day(path))
+        assert n_after > n_before
+        assert any(r["event_timestamp"] == ev["event_timestamp"] and r["user_pseudo_id"] == ev["user_pseudo_id"]
+                   for r in read_export_day(path))
+    # back at the default clock the export is complete again
+    assert len(list(sandbox_server.ga4_export_dir.glob("events_*.json.gz"))) == len(
+        set(visible(t, sandbox_server.as_of).column("event_date").to_pylist()))
+
+
+def test_ga4_only_changed_days_are_rewritten(sandbox_server: SandboxServer) -> None:
+    files = sorted(sandbox_server.ga4_export_dir.glob("events_*.json.gz"))
+    mtimes = {f.name: f.stat().st_mtime_ns for f in files[:50]}
+    result = sandbox_server.set_clock(sandbox_server.default_as_of)
+    assert result["ga4"]["written"] == [] and result["ga4"]["removed"] == []
+    assert {f.name: f.stat().st_mtime_ns for f in files[:50]} == mtimes
+
+
+# --------------------------------------------------------------------------------------------
+# faults
+# --------------------------------------------------------------------------------------------
+def test_fault_config_parsing() -> None:
+    cfg = FaultConfig.parse("429=0.05,5xx=0.02,slow=0.01,malformed=0.01,duplicate=0.01,drift=0.01", seed=9)
+    assert (cfg.rate_429, cfg.rate_5xx, cfg.rate_slow, cfg.rate_malformed, cfg.rate_duplicate, cfg.rate_drift,
+            cfg.seed) == (0.05, 0.02, 0.01, 0.01, 0.01, 0.01, 9)
+    assert FaultConfig.parse("").enabled is False and FaultConfig().enabled is False
+    assert str(FaultConfig.parse("429=0.5")) == "429=0.5"
+    for bad in ("429", "nope=0.1", "429=2", "5xx=abc"):
+        with pytest.raises(ValueError):
+            FaultConfig.parse(bad)
+
+
+def _status_sequence(server: SandboxServer, config: FaultConfig, n: int = 40) -> list[tuple[int, int]]:
+    server.set_faults(config)
+    out = []
+    for _ in range(n):
+        r = stripe_get(server, "/v1/refunds", limit=100)
+        out.append((r.status_code, len(r.json().get("data", [])) if r.status_code == 200 else -1))
+    return out
+
+
+def test_faults_are_deterministic_by_seed(sandbox_server: SandboxServer) -> None:
+    cfg = FaultConfig(rate_429=0.25, rate_5xx=0.15, rate_duplicate=0.02, seed=11, apis=("stripe",))
+    try:
+        a = _status_sequence(sandbox_server, cfg)
+        b = _status_sequence(sandbox_server, cfg)
+        c = _status_sequence(sandbox_server, FaultConfig(rate_429=0.25, rate_5xx=0.15, rate_duplicate=0.02, seed=12,
+                                                         apis=("stripe",)))
+    finally:
+        sandbox_server.set_faults(FaultConfig())
+    assert a == b
+    assert a != c
+    assert {s for s, _ in a} == {200, 429, 500}
+
+
+def test_record_faults_break_records_not_the_world(sandbox_server: SandboxServer, world) -> None:
+    sf = sf_client(sandbox_server)
+    clean = stripe_get(sandbox_server, "/v1/charges", limit=100).json()["data"]
+    with faults(sandbox_server, FaultConfig(rate_malformed=0.1, rate_duplicate=0.1, rate_drift=0.1, seed=2,
+                                            apis=("stripe", "salesforce", "google_ads", "meta"))):
+        dirty = stripe_get(sandbox_server, "/v1/charges", limit=100).json()["data"]
+        contacts = sf.query("SELECT Id, Email, LastName, SystemModstamp FROM Contact")["records"]
+        ads = gads_post(sandbox_server, "search", {"query": GADS_QUERY.format(a="2024-01-01", b="2025-12-31")}).json()
+        meta = meta_get(sandbox_server, time_range=json.dumps({"since": "2024-01-01", "until": "2025-12-31"}),
+                        limit=500).json()
+    assert len(dirty) > len(clean) - 10  # duplicates added, none lost
+    ids = [c.get("id") for c in dirty]
+    assert len(ids) != len(set(ids)) or None in ids
+    assert any(c.get("amount") == "abc" or isinstance(c.get("amount"), str) or "sandbox_new_field" in c or "id" not in c
+               for c in dirty)
+    assert dirty[-1].get("id")  # the paging cursor survives
+    assert any("Id" not in r or r.get("Email") == "not-an-email@@" or "Sandbox_New_Field__c" in r
+               or r.get("SystemModstamp", "").startswith("2025-13") for r in contacts)
+    assert any(r["metrics"].get("costMicros") == "abc" or "sandboxNewMetric" in r["metrics"] for r in ads["results"]
+               if "metrics" in r)
+    assert any(r.get("spend") == "abc" or "sandbox_new_metric" in r or "campaign_id" not in r for r in meta["data"])
+    # the world is untouched: clean again once faults are off
+    assert stripe_get(sandbox_server, "/v1/charges", limit=100).json()["data"] == clean
+
+
+def test_slow_fault_delays_but_answers(sandbox_server: SandboxServer) -> None:
+    import time
+
+    with faults(sandbox_server, FaultConfig(rate_slow=1.0, slow_seconds=0.3, apis=("stripe",))):
+        t0 = time.monotonic()
+        r = stripe_get(sandbox_server, "/v1/customers", limit=1)
+        assert r.status_code == 200 and time.monotonic() - t0 >= 0.3
+
+
+def test_cli_main_prints_env_and_stops_on_sigterm(tmp_path: Path, small_world: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    world_dir = home / "data" / "sandbox"
+    world_dir.mkdir(parents=True)
+    os.symlink(small_world, world_dir / "small-42")
+    env = {**os.environ, "RETAILPULSE_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RETAILPULSE_DATA_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sandbox.server import main; sys.exit(main())",
+                             "--world", "small", "--seed", "42", "--port", "0", "--faults", "429=0.01"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(home))
+    lines: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "=" in line and line.startswith("RETAILPULSE_"):
+                k, v = line.strip().split("=", 1)
+                lines[k] = v
+            if line.startswith("# Ctrl-C"):
+                break
+        assert lines.get("RETAILPULSE_STRIPE_API_BASE", "").startswith("http://127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else lines
+        assert Path(lines["RETAILPULSE_SALESFORCE_CA_BUNDLE"]).exists()
+        h = requests.get(lines["RETAILPULSE_STRIPE_API_BASE"] + "/_sandbox/health", timeout=10).json()
+        assert h["status"] == "ok" and h["faults"] == "429=0.01"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
