@@ -54,22 +54,26 @@ def _token(seed: int, name: str, n: int = 32) -> str:
     return hashlib.sha256(f"retailpulse-sandbox:{seed}:{name}".encode()).hexdigest()[:n]
 
 
-def _plain_large_dictionaries(table: pa.Table, max_dict: int = 10_000) -> pa.Table:
-    """Decode dictionary columns with big vocabularies (click ids, landing URLs, ids) to plain strings:
-    parquet's dictionary fallback for big dictionaries is not byte-reproducible across writes."""
+ROW_GROUP = 1_000_000
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns decoded to plain strings (the generator builds GA4 columns as
+    indices into vocabularies; parquet's writer is not byte-reproducible for dictionary input)."""
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
-            col = table.column(i)
-            if any(len(ch.dictionary) > max_dict or ch.dictionary.nbytes > 256_000 for ch in col.chunks):
-                table = table.set_column(i, field.name, col.cast(field.type.value_type))
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
     return table
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    table = _plain_large_dictionaries(table)
-    # store_schema=False: dictionary-encoded columns are read back as plain strings
-    pq.write_table(table, path, compression="zstd", row_group_size=1_000_000, write_statistics=True,
-                   use_dictionary=True, store_schema=False)
+    """Write in row groups of 1M rows, decoding one row group at a time (bounded memory)."""
+    schema = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                        for f in table.schema])
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, use_dictionary=True,
+                          store_schema=False) as writer:
+        for off in range(0, max(table.num_rows, 1), ROW_GROUP):
+            writer.write_table(_plain(table.slice(off, ROW_GROUP)), row_group_size=ROW_GROUP)
 
 
 class _Steps:

@@ -171,7 +171,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     days = np.arange(ctx.n_obs_days)
     a_day, a_ch, a_camp = [], [], []
     for code, cols in camps.paid_cols.items():
-        lam = camps.spend[:, cols] / camps.cpc[cols][None, :] * 0.2 * af
+        lam = camps.spend[:, cols] / camps.cpc[cols][None, :] * 0.17 * af
         cnt = rng.poisson(lam)
         dd, cc = np.nonzero(cnt)
         rep = cnt[dd, cc]
@@ -191,7 +191,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     a_camp[mm] = pick_campaign(ctx, camps, rng, a_ch[mm], a_t[mm])
     a_dev = n_pdev + np.arange(n_anon)
     # a few anonymous visitors come back
-    extra = rng.geometric(0.72, size=n_anon) - 1
+    extra = rng.geometric(0.76, size=n_anon) - 1
     e_dev = np.repeat(a_dev, extra)
     e_gap = rng.exponential(12 * DAY, size=len(e_dev)).astype(np.int64)
     e_t = np.repeat(a_t, extra) + segment_cumsum(e_gap, extra)
