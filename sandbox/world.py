@@ -118,6 +118,7 @@ def build_tables(size: str, seed: int, start: dt.date, end: dt.date, horizon_day
     ctx = Ctx(size=size, seed=seed, start=start, end=end, horizon_days=horizon_days, n_people=cfg["people"],
               anon_factor=cfg["anon_factor"])
     step = steps.done if steps else (lambda name: None)
+    step("imports")
     camps = make_campaigns(ctx); step("campaigns")
     ppl = make_people(ctx, camps); step("people")
     ords = make_orders(ctx, camps, ppl); step("orders")
@@ -140,7 +141,7 @@ def generate_world(size: str, seed: int, out_dir: Path, start: dt.date | None = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{size}-{seed}"
-    steps = _Steps(progress, 6, f"world {size}-{seed}")
+    steps = _Steps(progress, 8, f"world {size}-{seed}")
     try:
         tables, truth, extras = build_tables(size, seed, start, end, horizon_days, steps)
         tmp = Path(tempfile.mkdtemp(prefix=f".{size}-{seed}.tmp-", dir=out_dir))
