@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -43,7 +42,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow.parquet as pq
 
 from sandbox.apis.common import Request, Response, iso_z, json_response, parse_ts, to_us
-from sandbox.apis.faults import FaultConfig, FaultDraw, FaultInjector
+from sandbox.apis.faults import FaultConfig, FaultInjector
 from sandbox.apis.tls import ensure_tls
 
 log = logging.getLogger("sandbox.server")

@@ -819,3 +819,24 @@ def test_cli_main_prints_env_and_stops_on_sigterm(tmp_path: Path, small_world: P
             proc.kill()
             raise
     assert proc.returncode == 0
+
+
+def test_tiny_world_parquet_export_and_exact_page(tmp_path: Path) -> None:
+    """The hand-made world (exactly 100 customers) through a second server; GA4 as Parquet."""
+    import pyarrow.parquet as pq
+
+    from tests.sandbox_fixtures import make_tiny_world
+
+    w = make_tiny_world(tmp_path / "sandbox" / "tiny-7")
+    with SandboxServer(w, ga4_export_dir=tmp_path / "ga4", ga4_format="parquet") as sb:
+        sb.wait_ga4()
+        page = stripe_client(sb).v1.customers.list(params={"limit": 100})
+        assert len(page.data) == 100 and page.has_more is False
+        files = sorted((tmp_path / "ga4").glob("events_*.parquet"))
+        world = load_world(w)
+        vis = visible(world.ga4_events, sb.as_of)
+        assert len(files) == len(set(vis.column("event_date").to_pylist()))
+        t = pq.read_table(files[0])
+        assert {"event_params", "device", "geo", "traffic_source", "items"} <= set(t.column_names)
+        assert sum(pq.read_metadata(f).num_rows for f in files) == vis.num_rows
+        assert sb.https_url != "" and sb.ca_path.parent == tmp_path / "sandbox" / "tls"

@@ -151,6 +151,24 @@ def np_col(table: pa.Table, name: str, dtype: Any = None) -> np.ndarray:
     return out.astype(dtype) if dtype is not None else out
 
 
+def world_table(world: Any, name: str, required: bool = True) -> pa.Table | None:
+    """A world table with dictionary-encoded columns decoded and chunks combined."""
+    try:
+        t = getattr(world, name)
+    except (AttributeError, FileNotFoundError):
+        if required:
+            raise
+        return None
+    if t is None:
+        if required:
+            raise AttributeError(f"world has no table {name!r}")
+        return None
+    for i, f in enumerate(t.schema):
+        if pa.types.is_dictionary(f.type):
+            t = t.set_column(i, f.name, pc.cast(t.column(i), f.type.value_type))
+    return t.combine_chunks()
+
+
 def date_us(d: dt.date) -> int:
     return to_us(dt.datetime(d.year, d.month, d.day, tzinfo=UTC))
 

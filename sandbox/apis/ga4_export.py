@@ -20,7 +20,6 @@ import gzip
 import json
 import os
 import shutil
-import re
 import tempfile
 import threading
 import zlib
@@ -31,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import from_us, ts_column_us
+from sandbox.apis.common import from_us, ts_column_us, world_table
 from sandbox.apis.faults import FaultConfig, FaultInjector
 
 MANIFEST = ".sandbox_manifest.json"
@@ -51,7 +50,7 @@ class GA4ExportWriter:
         self.faults = faults
         self._lock = threading.Lock()
         self.fx = {k.upper(): float(v) for k, v in (meta.get("fx_to_usd") or {"USD": 1.0}).items()}
-        t: pa.Table = world.ga4_events
+        t: pa.Table = world_table(world, "ga4_events")
         day_int = pc.cast(t.column("event_date"), pa.int32())
         t = t.append_column("_day", day_int)
         order = pc.sort_indices(t, sort_keys=[("_day", "ascending"), ("event_timestamp", "ascending")])

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import Request, Response, VersionIndex, from_us, json_response
+from sandbox.apis.common import Request, Response, VersionIndex, from_us, json_response, world_table
 from sandbox.apis.faults import FaultDraw
 
 PAGE_SIZE = 10_000
@@ -142,7 +142,7 @@ class GoogleAdsAPI:
         self.customer_id = creds["google_ads_customer_id"]
         self.developer_token = creds["google_ads_developer_token"]
         self.access_token = creds["google_ads_access_token"]
-        t = getattr(world, "google_ads_campaign_daily")
+        t = world_table(world, "google_ads_campaign_daily")
         if pa.types.is_timestamp(t.schema.field("date").type):
             t = t.set_column(t.schema.get_field_index("date"), "date", pc.cast(t.column("date"), pa.date32()))
         self.table = t

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import Request, Response, VersionIndex, from_us, json_response
+from sandbox.apis.common import Request, Response, VersionIndex, from_us, json_response, world_table
 from sandbox.apis.faults import FaultDraw
 
 FIELDS = ("account_id", "account_name", "campaign_id", "campaign_name", "spend", "impressions", "clicks",
@@ -78,7 +78,7 @@ class MetaAPI:
     def __init__(self, world: Any, creds: dict[str, str]):
         self.account_id = creds["meta_account_id"]
         self.access_token = creds["meta_access_token"]
-        t = getattr(world, "meta_campaign_daily")
+        t = world_table(world, "meta_campaign_daily")
         if pa.types.is_timestamp(t.schema.field("date_start").type):
             t = t.set_column(t.schema.get_field_index("date_start"), "date_start",
                              pc.cast(t.column("date_start"), pa.date32()))

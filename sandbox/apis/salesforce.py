@@ -19,11 +19,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import LRU, Request, Response, VersionIndex, json_response
+from sandbox.apis.common import LRU, Request, Response, VersionIndex, json_response, world_table
 from sandbox.apis.faults import FaultDraw
 from sandbox.apis.soql import SOQLError, _sf_type, evaluate, parse
 
@@ -76,7 +75,7 @@ class SalesforceAPI:
         self.tables: dict[str, pa.Table] = {}
         self.index: dict[str, VersionIndex] = {}
         for obj, tname in OBJECTS.items():
-            t = getattr(world, tname, None)
+            t = world_table(world, tname, required=False)
             if t is None:
                 continue
             self.tables[obj] = t

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import Request, Response, json_response, np_col, ts_column_us
+from sandbox.apis.common import Request, Response, json_response, np_col, ts_column_us, world_table
 from sandbox.apis.faults import FaultDraw
 
 API_VERSION = "2024-06-20"
@@ -159,12 +159,11 @@ class StripeAPI:
 
     def __init__(self, world: Any, api_key: str):
         self.api_key = api_key
-        self.customers = _Sorted.build(world.stripe_customers)
-        self.charges = _Sorted.build(world.stripe_charges)
-        self.refunds = _Sorted.build(world.stripe_refunds)
-        self._charge_amount = np.asarray(np_col(world.stripe_charges, "amount"), dtype=np.int64)
+        self.customers = _Sorted.build(world_table(world, "stripe_customers"))
+        self.charges = _Sorted.build(world_table(world, "stripe_charges"))
+        self.refunds = _Sorted.build(world_table(world, "stripe_refunds"))
         self._refund_charge = self.refunds.table.column("charge").combine_chunks()
-        self._refund_amount = np.asarray(np_col(world.stripe_refunds, "amount"), dtype=np.int64)
+        self._refund_amount = np.asarray(np_col(self.refunds.table, "amount"), dtype=np.int64)
         self._build_events()
         self._req = 0
 
