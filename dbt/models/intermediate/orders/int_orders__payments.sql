@@ -6,16 +6,20 @@ with charges as (
 ),
 
 refunds as (
-    select charge_id, sum(amount_minor) as refunded_minor, max(created_at) as last_refunded_at
+    select
+        charge_id,
+        sum(amount_minor) as refunded_minor,
+        max(created_at) as last_refunded_at
     from {{ ref('stg_stripe__refunds') }}
-    where status is null or status <> 'failed'
+    where status is null or status not in ('failed', 'canceled')
     group by charge_id
 ),
 
 charge_facts as (
     select
         charges.*,
-        coalesce(refunds.refunded_minor, 0) as refunded_minor,
+        -- the refunds list, else what the charge itself says was refunded
+        greatest(coalesce(refunds.refunded_minor, 0), coalesce(charges.amount_refunded_minor, 0)) as refunded_minor,
         refunds.last_refunded_at,
         case when charges.status = 'succeeded' then 1 else 0 end as is_succeeded_int
     from charges

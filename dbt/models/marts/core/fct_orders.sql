@@ -1,49 +1,28 @@
--- One row per order: customer, time, gross / refunded / net revenue in the reporting
--- currency, original currency, status and first-order flag.
-with payments as (
-    select * from {{ ref('int_orders__payments') }}
-),
-
-fx as (
-    select * from {{ ref('int_fx_rates') }}
-),
-
-orders as (
-    select
-        payments.order_id,
-        payments.stripe_customer_id as customer_id,
-        payments.stripe_customer_id,
-        payments.ordered_at,
-        payments.paid_at,
-        {{ utc_date('payments.ordered_at') }} as order_date,
-        payments.currency as original_currency,
-        payments.charge_attempts,
-        payments.charge_id,
-        cast(payments.gross_minor as {{ dbt.type_numeric() }}) / 100.0 as gross_amount_original,
-        cast(payments.gross_minor as {{ dbt.type_numeric() }}) / 100.0 * fx.rate_to_reporting as gross_revenue,
-        cast(payments.refunded_minor as {{ dbt.type_numeric() }}) / 100.0 * fx.rate_to_reporting as refunded_revenue,
-        cast(payments.gross_minor - payments.refunded_minor as {{ dbt.type_numeric() }}) / 100.0
-            * fx.rate_to_reporting as net_revenue,
-        payments.last_refunded_at,
-        case
-            when payments.succeeded_charges = 0 then 'failed'
-            when payments.refunded_minor >= payments.gross_minor then 'refunded'
-            when payments.refunded_minor > 0 then 'partially_refunded'
-            else 'paid'
-        end as status,
-        payments.succeeded_charges > 0 as is_paid
-    from payments
-    left join fx on payments.currency = fx.currency
+-- One row per order: resolved customer, time, gross / refunded / net revenue in the reporting
+-- currency, original currency, status and first-order flag (by resolved customer).
+with orders as (
+    select * from {{ ref('int_orders') }}
 )
 
 select
-    orders.*,
-    case
-        when is_paid
-            and row_number() over (
-                partition by customer_id, is_paid order by ordered_at, order_id
-            ) = 1
-        then true else false
-    end as is_first_order,
+    order_id,
+    customer_id,
+    order_source,
+    stripe_customer_id,
+    ordered_at,
+    paid_at,
+    cast(ordered_at as date) as order_date,
+    currency as original_currency,
+    charge_attempts,
+    charge_id,
+    gross_amount_original,
+    gross_revenue,
+    refunded_revenue,
+    net_revenue,
+    last_refunded_at,
+    status,
+    is_paid,
+    is_first_order,
+    customer_order_number,
     '{{ var("reporting_currency") }}' as reporting_currency
 from orders

@@ -1,4 +1,4 @@
--- One row per Stripe refund, from the refunds list and the refund.* events.
+-- One row per Stripe refund, latest version from the refunds list and the refund.* events.
 with landed as (
     select * from {{ source('stripe', 'stripe__refunds') }}
 ),
@@ -16,8 +16,9 @@ versions as (
         upper(currency) as currency,
         reason,
         status,
-        created as created_at,
+        {{ to_utc('created') }} as created_at,
         _interval_end as observed_at,
+        _loaded_at,
         1 as source_rank
     from landed
     union all
@@ -28,8 +29,9 @@ versions as (
         upper(data__object__currency),
         data__object__reason,
         data__object__status,
-        data__object__created,
+        {{ to_utc('data__object__created') }},
         created,
+        _loaded_at,
         0
     from from_events
 ),
@@ -37,8 +39,11 @@ versions as (
 ranked as (
     select
         *,
-        row_number() over (partition by refund_id order by observed_at desc, source_rank desc) as version_rank
+        row_number() over (
+            partition by refund_id order by observed_at desc, source_rank desc, _loaded_at desc
+        ) as version_rank
     from versions
+    where refund_id is not null
 )
 
 select refund_id, charge_id, amount_minor, currency, reason, status, created_at

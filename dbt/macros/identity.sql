@@ -1,0 +1,88 @@
+{#- Identity helpers: normalisation of identifiers and connected components over an edge list. -#}
+
+{#- E-mail as the identity key: trimmed and lower-cased; null when it is not an address. -#}
+{% macro normalize_email(email) -%}
+    case
+        when {{ email }} like '%_@_%._%' then lower(trim({{ email }}))
+    end
+{%- endmacro %}
+
+{#- A normalised e-mail with "+tag" sub-addressing removed from the local part
+    (jane.doe+shop@x.com -> jane.doe@x.com): the same mailbox at every major provider. Used by
+    the fuzzy rule email_local_part_variant. (Gmail also ignores dots, but dotted and undotted
+    names are different people often enough that dots are kept.) -#}
+{% macro email_canonical(email_normalized) -%}
+    case when {{ email_normalized }} is not null then
+        {{ dbt.split_part(dbt.split_part(email_normalized, "'@'", 1), "'+'", 1) }}
+        || '@' || {{ dbt.split_part(email_normalized, "'@'", 2) }}
+    end
+{%- endmacro %}
+
+{#- A name for comparison: lower case, letters only. -#}
+{% macro normalize_name(name) -%}
+    nullif({{ regexp_replace_all("lower(trim(" ~ name ~ "))", "[^a-z]", "") }}, '')
+{%- endmacro %}
+
+{#- Phone to E.164-ish text ("+<country code><national number>") given the record's country
+    calling code, trunk prefix and national number length (from the countries seed).
+    "+..." and "00..." are international already; a national number loses its trunk prefix
+    ("0" in most of Europe, "1" in NANP) and gets the calling code. Without a country the
+    digits are kept without "+" (they only match the same digits). Shorter than 7 digits: null. -#}
+{% macro normalize_phone(phone, calling_code, trunk_prefix, nsn_length) -%}
+    {%- set cleaned = regexp_replace_all("replace(" ~ phone ~ ", '(0)', '')", "[^0-9+]", "") -%}
+    {%- set digits = regexp_replace_all(phone ~ "", "[^0-9]", "") -%}
+    {%- set digits_clean = regexp_replace_all("replace(" ~ phone ~ ", '(0)', '')", "[^0-9]", "") -%}
+    case
+        when {{ phone }} is null or length({{ digits }}) < 7 then null
+        when {{ cleaned }} like '+%' then '+' || {{ digits_clean }}
+        when {{ digits }} like '00%' then '+' || substr({{ digits }}, 3)
+        when {{ calling_code }} is null then {{ digits }}
+        when {{ trunk_prefix }} is not null and {{ trunk_prefix }} <> ''
+            and length({{ digits }}) = {{ nsn_length }} + length({{ trunk_prefix }})
+            and substr({{ digits }}, 1, length({{ trunk_prefix }})) = {{ trunk_prefix }}
+            then '+' || {{ calling_code }} || substr({{ digits }}, length({{ trunk_prefix }}) + 1)
+        when length({{ digits }}) = {{ nsn_length }} + length({{ calling_code }})
+            and substr({{ digits }}, 1, length({{ calling_code }})) = {{ calling_code }}
+            then '+' || {{ digits }}
+        else '+' || {{ calling_code }} || {{ digits }}
+    end
+{%- endmacro %}
+
+{#- Connected components by iterative min-label propagation, unrolled into `rounds` CTEs.
+
+    nodes_relation: one row per node (column node_id, and label_key: the text whose minimum
+    becomes the component's label, e.g. a priority-prefixed identifier).
+    edges_relation: node_a, node_b (undirected; self-loops unnecessary).
+    Each round takes, for every node, the smallest label among itself and its neighbours; after
+    `rounds` rounds every node in a component whose diameter is <= rounds carries the
+    component's smallest label_key. Each round references the previous one once, so both
+    engines plan it as a chain of joins + aggregates. The test identity_components_converged
+    fails when `rounds` (var identity_propagation_rounds) is too small for the data.
+    Returns node_id, component_label. -#}
+{% macro connected_components(nodes_relation, edges_relation, rounds) -%}
+with cc_nodes as (
+    select node_id, label_key from {{ nodes_relation }}
+),
+
+cc_links as (
+    select node_a as node_id, node_b as neighbour_id from {{ edges_relation }}
+    union all
+    select node_b, node_a from {{ edges_relation }}
+    union all
+    select node_id, node_id from cc_nodes
+),
+
+cc_round_0 as (
+    select node_id, label_key as component_label from cc_nodes
+),
+{% for i in range(1, rounds + 1) %}
+cc_round_{{ i }} as (
+    select cc_links.node_id, min(previous.component_label) as component_label
+    from cc_links
+    inner join cc_round_{{ i - 1 }} as previous on previous.node_id = cc_links.neighbour_id
+    group by cc_links.node_id
+){{ "," if not loop.last }}
+{% endfor %}
+
+select node_id, component_label from cc_round_{{ rounds }}
+{%- endmacro %}

@@ -1,0 +1,120 @@
+{#- Portable helpers. Everything engine-specific goes through adapter.dispatch; the default__
+    implementation is standard SQL (Postgres), duckdb__ the DuckDB variant. -#}
+
+{#- A timestamptz as a timestamp without time zone in UTC (every *_at column in silver/gold is
+    UTC without zone, so date functions never depend on the session time zone). -#}
+{% macro to_utc(ts) -%}
+    {{ return(adapter.dispatch('to_utc', 'retailpulse')(ts)) }}
+{%- endmacro %}
+{% macro default__to_utc(ts) -%}
+    cast(({{ ts }}) at time zone 'UTC' as timestamp)
+{%- endmacro %}
+{% macro duckdb__to_utc(ts) -%}
+    cast(timezone('UTC', {{ ts }}) as timestamp)
+{%- endmacro %}
+
+{#- Seconds since the Unix epoch of a UTC timestamp (without zone). -#}
+{% macro epoch_seconds(ts) -%}
+    {{ dbt.datediff("cast('1970-01-01 00:00:00' as timestamp)", ts, 'second') }}
+{%- endmacro %}
+
+{#- Fractional days between two UTC timestamps. -#}
+{% macro days_between(first_ts, second_ts) -%}
+    (cast({{ dbt.datediff(first_ts, second_ts, 'second') }} as {{ dbt.type_float() }}) / 86400.0)
+{%- endmacro %}
+
+{% macro regexp_like(value, pattern) -%}
+    {{ return(adapter.dispatch('regexp_like', 'retailpulse')(value, pattern)) }}
+{%- endmacro %}
+{% macro default__regexp_like(value, pattern) -%}
+    coalesce(({{ value }}) ~ '{{ pattern }}', false)
+{%- endmacro %}
+{% macro duckdb__regexp_like(value, pattern) -%}
+    coalesce(regexp_matches({{ value }}, '{{ pattern }}'), false)
+{%- endmacro %}
+
+{#- Replace every match of a regular expression (same syntax on both engines). -#}
+{% macro regexp_replace_all(value, pattern, replacement) -%}
+    regexp_replace({{ value }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{#- Lower-case hex SHA-256 of a text value (null stays null). -#}
+{% macro sha256_hex(value) -%}
+    {{ return(adapter.dispatch('sha256_hex', 'retailpulse')(value)) }}
+{%- endmacro %}
+{% macro default__sha256_hex(value) -%}
+    encode(sha256(convert_to({{ value }}, 'UTF8')), 'hex')
+{%- endmacro %}
+{% macro duckdb__sha256_hex(value) -%}
+    sha256({{ value }})
+{%- endmacro %}
+
+{#- Edit distance between two strings. Postgres uses fuzzystrmatch when it is installed (the
+    on-run-start hook tries to create it); without it a coarse fallback: 0 when equal, 1 when
+    the first three letters match and the lengths differ by at most one, else 99. -#}
+{% macro edit_distance(a, b) -%}
+    {{ return(adapter.dispatch('edit_distance', 'retailpulse')(a, b)) }}
+{%- endmacro %}
+{% macro duckdb__edit_distance(a, b) -%}
+    levenshtein({{ a }}, {{ b }})
+{%- endmacro %}
+{% macro default__edit_distance(a, b) -%}
+    {%- set has_levenshtein = false -%}
+    {%- if execute -%}
+        {%- set found = run_query("select count(*) from pg_proc where proname = 'levenshtein'") -%}
+        {%- set has_levenshtein = found.columns[0].values()[0] > 0 -%}
+    {%- endif -%}
+    {%- if has_levenshtein -%}
+        levenshtein({{ a }}, {{ b }})
+    {%- else -%}
+        case
+            when {{ a }} = {{ b }} then 0
+            when left({{ a }}, 3) = left({{ b }}, 3) and abs(length({{ a }}) - length({{ b }})) <= 1 then 1
+            else 99
+        end
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Cast a date-like column (a date, or ISO text on engines that landed it as text). -#}
+{% macro to_date(value) -%}
+    cast(cast({{ value }} as {{ dbt.type_string() }}) as date)
+{%- endmacro %}
+
+{#- The first day of the month of a date or timestamp, as a date. -#}
+{% macro month_start(value) -%}
+    cast({{ dbt.date_trunc('month', value) }} as date)
+{%- endmacro %}
+
+{#- One row per day from start to end (inclusive), column date_day (date). Both engines have a
+    set-returning generate_series over timestamps. -#}
+{% macro day_spine(start_date, end_date) -%}
+    select cast(spine.day_ts as date) as date_day
+    from generate_series(
+        cast({{ start_date }} as timestamp),
+        cast({{ end_date }} as timestamp),
+        interval '1 day'
+    ) as spine (day_ts)
+{%- endmacro %}
+
+{#- Amount in minor units (cents) -> major units in the reporting currency, given the row's
+    conversion factor from int_fx_rates. -#}
+{% macro minor_to_reporting(amount_minor, rate_to_reporting) -%}
+    (cast({{ amount_minor }} as {{ dbt.type_numeric() }}) / 100.0 * {{ rate_to_reporting }})
+{%- endmacro %}
+
+{#- Deduplicate a bronze relation to the latest landed version per key: the row from the latest
+    interval (source time observed), then the latest source modification, then the latest load. -#}
+{% macro latest_version(relation, key, modified_at=none) -%}
+    select *
+    from (
+        select
+            landed.*,
+            row_number() over (
+                partition by {{ key }}
+                order by _interval_end desc{% if modified_at %}, {{ modified_at }} desc{% endif %}, _loaded_at desc, _row_number desc
+            ) as version_rank
+        from {{ relation }} as landed
+        where {{ key }} is not null
+    ) as versions
+    where version_rank = 1
+{%- endmacro %}

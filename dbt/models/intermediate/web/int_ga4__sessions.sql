@@ -1,0 +1,143 @@
+-- One row per GA4 session: time, traffic source (the first one collected in the session),
+-- GA4 default channel group, device, engagement and the funnel steps reached.
+--
+-- Incremental: sessions with an event in the re-processed window (see int_ga4__events) are
+-- rebuilt from all their events, so a session spanning midnight or receiving late events is
+-- complete and equal to a full refresh.
+{{
+    config(
+        materialized='incremental',
+        unique_key='session_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns'
+    )
+}}
+
+{% set lookback = var('ga4_lookback_days') | int + var('ga4_extra_lookback_days') | int %}
+
+with events as (
+    select * from {{ ref('int_ga4__events') }}
+    {% if is_incremental() %}
+    where session_id in (
+        select session_id from {{ ref('int_ga4__events') }}
+        where event_date >= (
+            select {{ dbt.dateadd('day', -lookback, 'max(last_event_date)') }} from {{ this }}
+        )
+    )
+    {% endif %}
+),
+
+ordered as (
+    select
+        events.*,
+        first_value(source) over (
+            partition by session_id
+            order by case when source is null then 1 else 0 end, event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as session_source,
+        first_value(medium) over (
+            partition by session_id
+            order by case when medium is null then 1 else 0 end, event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as session_medium,
+        first_value(campaign) over (
+            partition by session_id
+            order by case when campaign is null then 1 else 0 end, event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as session_campaign,
+        first_value(gclid) over (
+            partition by session_id
+            order by case when gclid is null then 1 else 0 end, event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as session_gclid,
+        first_value(case when event_name in ('page_view', 'screen_view') then page_location end) over (
+            partition by session_id
+            order by case when event_name in ('page_view', 'screen_view') and page_location is not null then 0 else 1 end,
+                event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as landing_page_location,
+        first_value(transaction_id) over (
+            partition by session_id
+            order by case when event_name = 'purchase' and transaction_id is not null then 0 else 1 end,
+                event_at, event_key
+            rows between unbounded preceding and unbounded following
+        ) as first_transaction_id
+    from events
+),
+
+sessions as (
+    select
+        session_id,
+        min(user_pseudo_id) as user_pseudo_id,
+        max(user_id) as user_id,
+        min(session_key) as session_key,
+        max(ga_session_id) as ga_session_id,
+        max(ga_session_number) as ga_session_number,
+        max(case when is_session_id_inferred then 1 else 0 end) = 1 as is_session_id_inferred,
+        min(event_at) as started_at,
+        max(event_at) as ended_at,
+        max(event_date) as last_event_date,
+        max(session_source) as source,
+        max(session_medium) as medium,
+        max(session_campaign) as campaign,
+        max(session_gclid) as gclid,
+        max(case when has_fbclid then 1 else 0 end) = 1 as has_fbclid,
+        max(landing_page_location) as landing_page_location,
+        min(device_category) as device_category,
+        min(device_os) as device_os,
+        min(platform) as platform,
+        min(country) as country,
+        count(*) as events,
+        sum(case when event_name in ('page_view', 'screen_view') then 1 else 0 end) as page_views,
+        coalesce(sum(engagement_time_msec), 0) / 1000.0 as engagement_seconds,
+        max(case when event_name = 'first_visit' then 1 else 0 end) = 1 as is_first_visit,
+        max(case when event_name = 'login' then 1 else 0 end) = 1 as has_login,
+        max(case when event_name = 'view_item' then 1 else 0 end) = 1 as has_view_item,
+        max(case when event_name = 'add_to_cart' then 1 else 0 end) = 1 as has_add_to_cart,
+        max(case when event_name = 'begin_checkout' then 1 else 0 end) = 1 as has_begin_checkout,
+        max(case when event_name = 'purchase' then 1 else 0 end) = 1 as has_purchase,
+        max(first_transaction_id) as order_id,
+        count(distinct transaction_id) as purchases
+    from ordered
+    group by session_id
+)
+
+select
+    session_id,
+    user_pseudo_id,
+    user_id,
+    ga_session_id,
+    ga_session_number,
+    is_session_id_inferred,
+    started_at,
+    ended_at,
+    cast(started_at as date) as session_date,
+    last_event_date,
+    source,
+    medium,
+    campaign,
+    {{ campaign_key('campaign') }} as campaign_key,
+    gclid is not null as has_gclid,
+    has_fbclid,
+    {{ default_channel_group('source', 'medium', 'campaign', 'gclid', 'has_fbclid') }} as channel_group,
+    {{ dbt.split_part('landing_page_location', "'?'", 1) }} as landing_page,
+    device_category,
+    device_os,
+    platform,
+    country,
+    events,
+    page_views,
+    {{ dbt.datediff('started_at', 'ended_at', 'second') }} as duration_seconds,
+    engagement_seconds,
+    is_first_visit,
+    has_login,
+    has_view_item,
+    has_add_to_cart,
+    has_begin_checkout,
+    has_purchase,
+    order_id,
+    purchases,
+    order_id is not null as is_converted,
+    ({{ dbt.datediff('started_at', 'ended_at', 'second') }} >= 10 or page_views >= 2 or order_id is not null)
+        as is_engaged
+from sessions

@@ -1,0 +1,98 @@
+-- One row per day: revenue, orders, average order value, new vs returning and active
+-- customers, sessions and conversion, in the reporting currency (by order date, UTC).
+with orders as (
+    select * from {{ ref('int_orders') }}
+),
+
+sessions as (
+    select session_date, is_converted from {{ ref('int_ga4__sessions') }}
+),
+
+bounds as (
+    select min(d) as first_day, max(d) as last_day
+    from (
+        select cast(ordered_at as date) as d from orders
+        union all
+        select session_date from sessions
+    ) as days
+),
+
+spine as (
+    {{ day_spine('(select first_day from bounds)', '(select last_day from bounds)') }}
+),
+
+paid as (
+    select
+        cast(ordered_at as date) as order_date,
+        customer_id,
+        is_first_order,
+        gross_revenue,
+        refunded_revenue,
+        net_revenue
+    from orders
+    where is_paid
+),
+
+daily_orders as (
+    select
+        order_date,
+        count(*) as orders,
+        sum(gross_revenue) as gross_revenue,
+        sum(refunded_revenue) as refunded_revenue,
+        sum(net_revenue) as net_revenue,
+        count(distinct customer_id) as active_customers,
+        count(distinct case when is_first_order then customer_id end) as new_customers,
+        count(distinct case when not is_first_order then customer_id end) as returning_customers,
+        sum(case when is_first_order then net_revenue else 0 end) as new_customer_revenue
+    from paid
+    group by order_date
+),
+
+daily_failed as (
+    select cast(ordered_at as date) as order_date, count(*) as failed_orders
+    from orders
+    where not is_paid
+    group by cast(ordered_at as date)
+),
+
+daily_sessions as (
+    select
+        session_date,
+        count(*) as sessions,
+        sum(case when is_converted then 1 else 0 end) as converted_sessions
+    from sessions
+    group by session_date
+),
+
+active_30d as (
+    select spine.date_day, count(distinct paid.customer_id) as active_customers_30d
+    from spine
+    inner join paid
+        on paid.order_date <= spine.date_day
+        and paid.order_date > {{ dbt.dateadd('day', -30, 'spine.date_day') }}
+    group by spine.date_day
+)
+
+select
+    spine.date_day,
+    coalesce(daily_orders.orders, 0) as orders,
+    coalesce(daily_failed.failed_orders, 0) as failed_orders,
+    coalesce(daily_orders.gross_revenue, 0) as gross_revenue,
+    coalesce(daily_orders.refunded_revenue, 0) as refunded_revenue,
+    coalesce(daily_orders.net_revenue, 0) as net_revenue,
+    daily_orders.net_revenue / nullif(daily_orders.orders, 0) as average_order_value,
+    coalesce(daily_orders.new_customers, 0) as new_customers,
+    coalesce(daily_orders.returning_customers, 0) as returning_customers,
+    coalesce(daily_orders.active_customers, 0) as active_customers,
+    coalesce(active_30d.active_customers_30d, 0) as active_customers_30d,
+    coalesce(daily_orders.new_customer_revenue, 0) as new_customer_revenue,
+    coalesce(daily_sessions.sessions, 0) as sessions,
+    coalesce(daily_sessions.converted_sessions, 0) as converted_sessions,
+    cast(daily_sessions.converted_sessions as {{ dbt.type_float() }}) / nullif(daily_sessions.sessions, 0)
+        as session_conversion_rate,
+    '{{ var("reporting_currency") }}' as reporting_currency
+from spine
+left join daily_orders on spine.date_day = daily_orders.order_date
+left join daily_failed on spine.date_day = daily_failed.order_date
+left join daily_sessions on spine.date_day = daily_sessions.session_date
+left join active_30d on spine.date_day = active_30d.date_day
