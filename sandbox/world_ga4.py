@@ -230,7 +230,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     s_drop = untracked & (rng.random(ns) < 0.5)
 
     _mark("events per slot")
-    # ---------------------------------------------------------------- events per slot
+    # ---------------------------------------------------------------- events per slot (session level)
     kind = s_kind
     n_prod = np.where(kind == 0, rng.poisson(0.55, ns), np.where(kind == 1, rng.poisson(1.2, ns),
                                                                   1 + rng.poisson(0.8, ns)))
@@ -242,25 +242,19 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     n_bc = np.where(kind == 2, 1, ((n_atc > 0) & (rng.random(ns) < np.where(kind == 0, .2, .3))).astype(np.int64))
     n_pur = (is_pur & ords.tracked[s_order_c]).astype(np.int64)
     counts = np.stack([np.ones(ns, np.int64), np.ones(ns, np.int64), 2 * n_prod, n_other,
-                       s_login.astype(np.int64), n_atc, n_bc, n_pur], axis=1)
-    # durations: gaps before each event by slot (per event random)
-    n_ev_s = counts.sum(axis=1)
-    run = np.repeat(np.arange(ns * len(SLOTS)), counts.ravel())
-    slot = run % len(SLOTS)
-    ev_s = run // len(SLOTS)
-    r_in_run = rank_in_group(run)
-    code = np.array([SS, PV, PV, PV, LOGIN, ATC, BC, PUR])[slot]
-    code = np.where((slot == 2) & (r_in_run % 2 == 1), VI, code)
-    ne = len(code)
-    gap_mean = np.array([0, 0, 35, 40, 25, 30, 45, 0], dtype=float)[slot] * US
-    gap = (rng.exponential(1.0, ne) * gap_mean).astype(np.int64) + np.where(slot >= 2, US, 0)
-    gap = np.where((slot == 2) & (r_in_run % 2 == 1), rng.integers(200_000, 1_500_000, ne), gap)   # view_item after its page_view
-    gap = np.where(slot == 7, 62 * US, gap)
-    offs = segment_cumsum(gap, n_ev_s)
-    # purchase sessions: begin_checkout lands 60 s before the order time
+                       s_login.astype(np.int64), n_atc, n_bc, n_pur], axis=1).astype(np.int32)
+    n_ev_s = counts.sum(axis=1).astype(np.int64)
+    ex = _Expander(counts, ctx.seed)
+    # purchase sessions: begin_checkout lands 60 s before the order time; login offsets for later
     bc_off = np.zeros(ns, dtype=np.int64)
-    mbc = (slot == 6) & is_pur[ev_s]
-    bc_off[ev_s[mbc]] = offs[mbc]
+    login_off = np.zeros(ns, dtype=np.int64)
+    need = np.flatnonzero(is_pur | s_login)
+    for sel in _chunks_by_events(need, n_ev_s, CHUNK_EVENTS):
+        e = ex.expand(sel)
+        m = e["slot"] == 6
+        bc_off[e["sess"][m]] = e["offs"][m]
+        m = e["slot"] == 4
+        login_off[e["sess"][m]] = e["offs"][m]
     s_start = np.where(is_pur, ords.ordered_at[s_order_c] - 60 * US - bc_off, s_start)
     # the acquisition visit that is also the first purchase defines acquired_at
     n_acq = len(acq_p)
@@ -271,11 +265,12 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     s_day = (s_start - ctx.start_us) // DAY
     in_range = (s_day >= 0) & (s_day < ctx.n_obs_days) & (s_camp >= 0)
     paid = in_range & np.isin(s_ch, [CH["paid_search"], CH["paid_social"]])
-    paid_sessions = np.zeros((ctx.n_obs_days, camps.channel.shape[0]), dtype=np.int64)
-    np.add.at(paid_sessions, (s_day[paid], s_camp[paid]), 1)
+    n_c = camps.channel.shape[0]
+    paid_sessions = np.bincount(s_day[paid] * n_c + s_camp[paid], minlength=ctx.n_obs_days * n_c
+                                ).reshape(ctx.n_obs_days, n_c)
     conv = paid & is_pur & ~ords.is_failed[s_order_c]
-    paid_conv = np.zeros_like(paid_sessions)
-    np.add.at(paid_conv, (s_day[conv], s_camp[conv]), 1)
+    paid_conv = np.bincount(s_day[conv] * n_c + s_camp[conv], minlength=ctx.n_obs_days * n_c
+                            ).reshape(ctx.n_obs_days, n_c)
 
     _mark("keep visible sessions")
     # ---------------------------------------------------------------- keep visible sessions
@@ -286,76 +281,37 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     dev_sorted = s_dev[so]
     sess_num = np.zeros(ns, dtype=np.int64)
     sess_num[so] = rank_in_group(dev_sorted) + 1
-    # ga_session_id = session start in seconds; nudge so that it is unique per device
-    sid = s_start // US
-    login_sorted = s_login[so]
+    sid = s_start // US                                  # ga_session_id = session start in seconds
     pos_sorted = np.arange(len(so))
-    lp = np.where(login_sorted, pos_sorted, np.iinfo(np.int64).max)
-    # first login position per device run
-    run_start = np.flatnonzero(np.r_[True, dev_sorted[1:] != dev_sorted[:-1]]) if len(so) else np.array([], int)
-    run_id = np.cumsum(np.r_[True, dev_sorted[1:] != dev_sorted[:-1]]) - 1 if len(so) else np.array([], int)
-    first_login = np.minimum.reduceat(lp, run_start) if len(so) else np.array([], np.int64)
-    fl = first_login[run_id]
+    lp = np.where(s_login[so], pos_sorted, np.iinfo(np.int64).max)
+    if len(so):
+        new_dev = np.r_[True, dev_sorted[1:] != dev_sorted[:-1]]
+        first_login = np.minimum.reduceat(lp, np.flatnonzero(new_dev))
+        fl = first_login[np.cumsum(new_dev) - 1]
+    else:
+        fl = np.zeros(0, dtype=np.int64)
     state = np.zeros(ns, dtype=np.int8)      # 0 anonymous, 1 first login in this session, 2 logged in before
     state[so] = np.where(pos_sorted > fl, 2, np.where(pos_sorted == fl, 1, 0))
-    # first visit = device's first visible session
-    fv = np.zeros(ns, dtype=bool)
+    fv = np.zeros(ns, dtype=bool)            # first visit = device's first visible session
     fv[so] = sess_num[so] == 1
-    # only emit a login event when the device was not yet logged in
-    no_login_ev = (state == 2)
-    # remove login events of already-logged-in sessions, and events of invisible sessions
-    ev_keep = keep_s[ev_s] & ~((code == LOGIN) & no_login_ev[ev_s])
-    # user_id: sessions after the first login; in the first-login session from the login event on
-    post_login_slot = slot >= 4
-    has_uid = (state[ev_s] == 2) | ((state[ev_s] == 1) & post_login_slot)
-    # add first_visit events (copy of session_start)
-    fv_ev = np.flatnonzero((code == SS) & fv[ev_s] & ev_keep)
-    idx = np.concatenate([np.flatnonzero(ev_keep), fv_ev])
-    is_fv = np.concatenate([np.zeros(len(idx) - len(fv_ev), bool), np.ones(len(fv_ev), bool)])
-    ev_s2 = ev_s[idx]
-    ts = s_start[ev_s2] + offs[idx]
-    pos = np.where(is_fv, -1, np.arange(ne)[idx] - (np.cumsum(n_ev_s) - n_ev_s)[ev_s2])
-    order = np.lexsort((pos, ev_s2, ts))
-    idx, is_fv, ev_s2, ts = idx[order], is_fv[order], ev_s2[order], ts[order]
-    ecode = np.where(is_fv, FV, code[idx])
-    eslot = slot[idx]
-    edev = s_dev[ev_s2]
-    eperson = dev_person_all[edev]
-    n_events = len(idx)
+    # device facts: first seen (its first session_start), first login event time
+    n_dev_all = n_dev
+    first_seen = np.full(n_dev_all, np.iinfo(np.int64).max, dtype=np.int64)
+    if len(so):
+        first_seen[dev_sorted[new_dev]] = s_start[so][new_dev]
+    seen = first_seen < np.iinfo(np.int64).max
+    first_seen = np.where(seen, first_seen, ctx.start_us)
+    login_ts = np.full(n_dev_all, np.iinfo(np.int64).max, dtype=np.int64)
+    st1 = np.flatnonzero(state == 1)
+    login_ts[s_dev[st1]] = s_start[st1] + login_off[st1]
 
-    _mark("pages")
-    # ---------------------------------------------------------------- pages
+    _mark("vocabularies")
+    # ---------------------------------------------------------------- session-level vocabularies
     paths, titles, screens, P = _pages()
     n_cat = len(CATALOG_NAMES)
     u = rng.random(ns)
     landing = np.where(u < 0.4, P["home"], np.where(u < 0.75, P["prod0"] + rng.integers(0, n_cat, ns),
                                                     P["coll0"] + rng.integers(0, len(COLLECTIONS), ns)))
-    prod_ev = rng.integers(0, n_cat, ne)
-    # the view_item shares the product of the page_view just before it
-    vi_pos = np.flatnonzero((slot == 2) & (r_in_run % 2 == 1))
-    prod_ev[vi_pos] = prod_ev[vi_pos - 1]
-    other_pages = np.array([P["home"], P["search"], P["cart"], P["coll0"], P["coll0"] + 1, P["coll0"] + 2,
-                            P["orders"]])
-    other_pg = other_pages[rng.integers(0, len(other_pages), ne)]
-    page_all = np.select([slot <= 1, slot == 2, slot == 3, slot == 4, slot == 5, slot == 6, slot == 7],
-                         [landing[ev_s], P["prod0"] + prod_ev, other_pg, P["login"],
-                          P["prod0"] + prod_ev, P["checkout"], P["thanks"]])
-    # add_to_cart happens on the last product page viewed (or the landing page)
-    page = page_all[idx]
-    is_pv = ecode == PV
-    # referrer: previous page_view in the same session; the landing page gets the traffic referrer
-    pv_idx = np.flatnonzero(is_pv)
-    prev_same = np.r_[False, ev_s2[pv_idx[1:]] == ev_s2[pv_idx[:-1]]]
-    prev_page = np.full(len(pv_idx), -1)
-    prev_page[1:] = page[pv_idx[:-1]]
-    prev_page = np.where(prev_same, prev_page, -1)
-    engaged = np.zeros(n_events, dtype=np.int64)
-    nxt_same = np.r_[ev_s2[1:] == ev_s2[:-1], False]
-    nxt_ts = np.r_[ts[1:], ts[-1:]] if n_events else ts
-    engaged = np.where(nxt_same, nxt_ts - ts, rng.integers(3 * US, 40 * US, n_events)) // 1000
-
-    _mark("traffic source per session")
-    # ---------------------------------------------------------------- traffic source per session
     ct = camps.table
     c_src = np.array(ct.column("utm_source").to_pylist(), dtype=object)
     src_vocab = sorted(set(c_src.tolist()) | {"bing", "instagram"} | set(REFERRAL_SITES))
@@ -376,36 +332,21 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     src_ref = pa.array([referrer_of_src.get(s) for s in src_vocab], pa.string())
     is_gclid = s_ch == CH["paid_search"]
     is_fbclid = s_ch == CH["paid_social"]
-
-    _mark("columns")
-    # ---------------------------------------------------------------- columns
-    e_ch = s_ch[ev_s2]
-    e_camp = np.maximum(s_camp[ev_s2], 0)
-    e_plat = dev_plat[edev]
-    web = e_plat == 0
     # pseudo ids: web "<random>.<first seen seconds>", app: 32 hex
-    first_seen = np.full(n_dev, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_seen, edev, ts)
-    seen = first_seen < np.iinfo(np.int64).max
-    first_seen = np.where(seen, first_seen, ctx.start_us)
-    rnd = rng.integers(100_000_000, 2_147_483_647, n_dev)
+    rnd = rng.integers(100_000_000, 2_147_483_647, n_dev_all)
     web_ids = join(number_strings(rnd), ".", number_strings(first_seen // US))
-    app_ids = random_strings(rng, n_dev, 32, HEX)
+    app_ids = random_strings(rng, n_dev_all, 32, HEX)
     pseudo = pc.if_else(pa.array(dev_plat == 0), web_ids, app_ids)
     # click ids per session (null outside paid sessions)
     g_pos = np.cumsum(is_gclid) - 1            # position among paid-search sessions
     f_pos = np.cumsum(is_fbclid) - 1
     gclid_s = random_strings(rng, int(is_gclid.sum()), 40, ALNUM, prefix="Cj0KCQiA")
     fbclid_s = random_strings(rng, int(is_fbclid.sum()), 56, ALNUM, prefix="IwAR")
-    gcl_e = dict_col(gclid_s, g_pos[ev_s2], ~is_gclid[ev_s2])
-    fb_e = dict_col(fbclid_s, f_pos[ev_s2], ~is_fbclid[ev_s2])
     gclid = gclid_s.take(pa.array(np.maximum(g_pos, 0), mask=~is_gclid))
     fbclid = fbclid_s.take(pa.array(np.maximum(f_pos, 0), mask=~is_fbclid))
-    # page_location: landing events carry the click id / utm query -> landing URL per session
-    landing_ev = eslot <= 1
+    # landing URL per session: the click id / utm query string
     c_med = ct.column("utm_medium").combine_chunks()
     c_utm = ct.column("utm_campaign").combine_chunks()
-    # utm query per (source, campaign) pair, looked up per session
     has_utm = np.isin(s_ch, [CH["email"], CH["affiliate"], CH["paid_social"]])
     pair = s_src * len(c_med) + np.maximum(s_camp, 0)
     upairs = np.unique(pair[has_utm])
@@ -417,75 +358,205 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     q = pc.if_else(pa.array(is_gclid), join("?gclid=", gclid), q)
     q = pc.if_else(pa.array(is_fbclid), join(q, "&fbclid=", fbclid), q)
     url_vocab = join(SITE, pa.array(paths, pa.string()))
-    landing_url = join(url_vocab.take(pa.array(landing)), q)
     n_pages = len(paths)
-    loc_idx = np.where(landing_ev, n_pages + ev_s2, page)
-    page_loc = dict_col(pa.concat_arrays([url_vocab, landing_url]), loc_idx, ~web)
-    title = dict_col(titles + screens, np.where(web, page, n_pages + page))
-    ref_pv = np.full(n_events, -2)
-    ref_pv[pv_idx] = prev_page
-    ref_idx = np.where(ref_pv >= 0, ref_pv, n_pages + s_src[ev_s2])
-    referrer = dict_col(pa.concat_arrays([url_vocab, src_ref]), ref_idx, ~web | (ref_pv == -2))
-    # user id
-    # sessions of one device can overlap in time: never before the device's first login event
-    login_ts = np.full(n_dev, np.iinfo(np.int64).max, dtype=np.int64)
-    first_login_ev = (ecode == LOGIN) & (state[ev_s2] == 1)
-    np.minimum.at(login_ts, edev[first_login_ev], ts[first_login_ev])
-    has_uid_e = np.where(is_fv, False, has_uid[idx]) & (ts >= login_ts[edev])
-    has_uid_e &= eperson >= 0
+    loc_vocab = pa.concat_arrays([url_vocab, join(url_vocab.take(pa.array(landing)), q)])
+    title_vocab = pa.array(titles + screens, pa.string())
+    ref_vocab = pa.concat_arrays([url_vocab, src_ref])
     uid_vocab = join("u_", number_strings(ppl.web_user_num))
-    user_id = dict_col(uid_vocab, np.maximum(eperson, 0), ~has_uid_e)
-    # ecommerce
-    e_order = np.where(ecode == PUR, s_order_c[ev_s2], -1)
-    pur = e_order >= 0
-    tx = dict_col(ords.order_id, np.maximum(e_order, 0), ~pur)
-    value = np.where(pur, ords.amount_minor[np.maximum(e_order, 0)] / 100.0, np.nan)
     cur_up = pa.array([c.upper() for c in CURRENCIES], pa.string())
-    currency = dict_col(cur_up, ords.currency[np.maximum(e_order, 0)], ~pur)
-    items = _items_json(rng, ords, prod_ev[idx], ecode, e_order)
+    item_vocab = _items_json(ctx.rng("ga4-items"), ords)
     # visibility: 5% of sessions arrive 1-3 days late (apps more often)
     late = rng.random(ns) < np.where(dev_plat[s_dev] == 0, 0.04, 0.10)
     delay = np.where(late, rng.integers(DAY, 3 * DAY, ns), rng.integers(2 * MINUTE, 4 * HOUR, ns))
-    vis = ts + delay[ev_s2]
-    day_idx = (ts - ctx.start_us) // DAY
-    dmin = int(day_idx.min()) if n_events else 0
     import datetime as _dt
-    ndays = int(day_idx.max()) - dmin + 1 if n_events else 1
-    day_vocab = pa.array([(ctx.start + _dt.timedelta(days=dmin + i)).strftime("%Y%m%d") for i in range(ndays)],
-                         pa.string())
-    engage = np.where(is_pv, engaged, 0)
-    _mark("columns")
-    table = pa.table({
-        "event_date": dict_col(day_vocab, day_idx - dmin),
+    d0 = (int(s_start[keep_s].min()) - ctx.start_us) // DAY if keep_s.any() else 0
+    day_vocab = pa.array([(ctx.start + _dt.timedelta(days=int(d0 + i))).strftime("%Y%m%d")
+                          for i in range(ctx.n_obs_days + 8 - d0)], pa.string())
+    other_pages = np.array([P["home"], P["search"], P["cart"], P["coll0"], P["coll0"] + 1, P["coll0"] + 2,
+                            P["orders"]])
+    slot_page = np.array([-1, -1, -2, -3, P["login"], -2, P["checkout"], P["thanks"]])
+    e_dev_person = dev_person_all
+
+    _mark("events")
+    # ---------------------------------------------------------------- events, in time-ordered chunks
+    order_s = so[np.argsort(s_start[so], kind="stable")]          # visible sessions by start time
+    chunks = []
+    carry = np.zeros(0, dtype=np.int64)
+    parts = list(_chunks_by_events(order_s, n_ev_s, CHUNK_EVENTS))
+    for k, sel in enumerate(parts):
+        t_lo = s_start[sel[0]] if k else np.iinfo(np.int64).min
+        t_hi = s_start[parts[k + 1][0]] if k + 1 < len(parts) else np.iinfo(np.int64).max
+        todo = np.concatenate([carry, sel])
+        e = ex.expand(todo)
+        ev_s, slot, pos, offs = e["sess"], e["slot"], e["pos"], e["offs"]
+        code = np.array([SS, PV, PV, PV, LOGIN, ATC, BC, PUR])[slot]
+        code = np.where(e["is_vi"], VI, code)
+        # drop login events of already-logged-in sessions; add first_visit (a copy of session_start)
+        keep = ~((code == LOGIN) & (state[ev_s] == 2))
+        fv_i = np.flatnonzero((code == SS) & fv[ev_s])
+        ii = np.concatenate([np.flatnonzero(keep), fv_i])
+        is_fv = np.concatenate([np.zeros(len(ii) - len(fv_i), bool), np.ones(len(fv_i), bool)])
+        epos = np.where(is_fv, -1, pos[ii])
+        es = ev_s[ii]
+        # session order (for engagement time and referrers): by session, then position
+        o = np.lexsort((epos, es))
+        ii, is_fv, epos, es = ii[o], is_fv[o], epos[o], es[o]
+        ts = s_start[es] + offs[ii]
+        ecode = np.where(is_fv, FV, code[ii])
+        eslot = slot[ii]
+        # pages
+        prod = e["prod"][ii]
+        other_pg = other_pages[e["other"][ii] % len(other_pages)]
+        sp = slot_page[eslot]
+        page = np.where(sp >= 0, sp, np.where(sp == -1, landing[es], np.where(sp == -2, P["prod0"] + prod, other_pg)))
+        is_pv = ecode == PV
+        pv_i = np.flatnonzero(is_pv)
+        prev_same = np.r_[False, es[pv_i[1:]] == es[pv_i[:-1]]] if len(pv_i) else np.zeros(0, bool)
+        prev_page = np.full(len(pv_i), -1)
+        if len(pv_i):
+            prev_page[1:] = page[pv_i[:-1]]
+        prev_page = np.where(prev_same, prev_page, -1)
+        ref_pv = np.full(len(ii), -2)
+        ref_pv[pv_i] = prev_page
+        nxt_same = np.r_[es[1:] == es[:-1], False] if len(es) else np.zeros(0, bool)
+        nxt_ts = np.r_[ts[1:], ts[-1:]] if len(es) else ts
+        engaged = np.where(nxt_same, nxt_ts - ts, e["linger"][ii]) // 1000
+        # this chunk's time window only; the rest of long sessions goes with the next chunk
+        win = (ts >= t_lo) & (ts < t_hi)
+        carry = np.unique(es[ts >= t_hi])
+        o = np.flatnonzero(win)
+        o = o[np.lexsort((epos[o], es[o], ts[o]))]
+        chunks.append(_event_table(
+            o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos,
+            s_ch=s_ch, s_camp=s_camp, s_src=s_src, s_dev=s_dev, s_order_c=s_order_c, sid=sid, sess_num=sess_num,
+            state=state, delay=delay, g_pos=g_pos, f_pos=f_pos, is_gclid=is_gclid, is_fbclid=is_fbclid,
+            dev_plat=dev_plat, dev_cat=dev_cat, os_=os_, dev_country=dev_country, dev_person=e_dev_person,
+            login_ts=login_ts, ords=ords, vocab=dict(
+                day=day_vocab, d0=d0, pseudo=pseudo, loc=loc_vocab, title=title_vocab, ref=ref_vocab,
+                uid=uid_vocab, cur=cur_up, items=item_vocab, src=src_vocab, med=c_med, utm=c_utm,
+                gclid=gclid_s, fbclid=fbclid_s, n_pages=n_pages), start_us=ctx.start_us))
+    table = pa.concat_tables(chunks) if chunks else _event_table.empty
+    _mark("table")
+    return GA4Result(events=table, device_person=dev_person_all, device_pseudo=pseudo, device_seen=seen,
+                     paid_sessions=paid_sessions, paid_conversions=paid_conv, n_sessions=int(keep_s.sum()))
+
+
+CHUNK_EVENTS = 4_000_000
+
+
+def _chunks_by_events(sessions: np.ndarray, n_ev_s: np.ndarray, target: int):
+    """Split an ordered array of sessions into consecutive parts of about ``target`` events."""
+    if len(sessions) == 0:
+        return
+    cum = np.cumsum(n_ev_s[sessions])
+    cuts = np.searchsorted(cum, np.arange(target, int(cum[-1]), target), side="right")
+    for part in np.split(sessions, cuts):
+        if len(part):
+            yield part
+
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _hash_u01(a: np.ndarray, b: np.ndarray, stream: int, seed: int) -> np.ndarray:
+    """Counter-based uniforms in (0, 1) from (a, b, stream, seed) - splitmix64. The same event gets
+    the same number whichever chunk it is generated in."""
+    with np.errstate(over="ignore"):
+        z = (a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + b.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+             + np.uint64((stream * 0x2545F4914F6CDD1D + seed * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+
+
+class _Expander:
+    """Expands sessions into their template events with per-event randomness that depends only on
+    (session, position): timing offsets, products, pages."""
+
+    GAP_MEAN = np.array([0, 0, 35, 40, 25, 30, 45, 0], dtype=float) * US
+
+    def __init__(self, counts: np.ndarray, seed: int):
+        self.counts = counts
+        self.seed = seed
+
+    def expand(self, sel: np.ndarray) -> dict:
+        cnt = self.counts[sel]
+        n_ev = cnt.sum(axis=1).astype(np.int64)
+        nslot = cnt.shape[1]
+        run = np.repeat(np.arange(len(sel) * nslot, dtype=np.int64), cnt.ravel())
+        slot = (run % nslot).astype(np.int64)
+        local = run // nslot
+        sess = sel[local]
+        r_in_run = rank_in_group(run)
+        starts = np.cumsum(n_ev) - n_ev
+        pos = np.arange(len(run), dtype=np.int64) - np.repeat(starts, n_ev)
+        is_vi = (slot == 2) & (r_in_run % 2 == 1)
+        u_gap = _hash_u01(sess, pos, 1, self.seed)
+        gap = (-np.log(u_gap) * self.GAP_MEAN[slot]).astype(np.int64) + np.where(slot >= 2, US, 0)
+        gap = np.where(is_vi, 200_000 + (_hash_u01(sess, pos, 2, self.seed) * 1_300_000).astype(np.int64), gap)
+        gap = np.where(slot == 7, 62 * US, gap)
+        offs = segment_cumsum(gap, n_ev)
+        # the view_item shares the product of its page_view
+        ppos = pos - is_vi
+        prod = (_hash_u01(sess, ppos, 3, self.seed) * len(CATALOG_NAMES)).astype(np.int64)
+        other = (_hash_u01(sess, pos, 4, self.seed) * 1e6).astype(np.int64)
+        linger = (3 * US + _hash_u01(sess, pos, 5, self.seed) * 37 * US).astype(np.int64)
+        return dict(sess=sess, slot=slot, pos=pos, offs=offs, is_vi=is_vi, prod=prod, other=other, linger=linger)
+
+
+def _event_table(o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos, *, s_ch, s_camp, s_src,
+                 s_dev, s_order_c, sid, sess_num, state, delay, g_pos, f_pos, is_gclid, is_fbclid, dev_plat,
+                 dev_cat, os_, dev_country, dev_person, login_ts, ords, vocab, start_us) -> pa.Table:
+    """One chunk of the GA4 table (rows ``o`` of the chunk's event arrays), dictionary-encoded."""
+    ts, es, ecode, eslot, page, ref_pv = ts[o], es[o], ecode[o], eslot[o], page[o], ref_pv[o]
+    engaged, is_pv, is_fv = engaged[o], is_pv[o], is_fv[o]
+    edev = s_dev[es]
+    eperson = dev_person[edev]
+    e_plat = dev_plat[edev]
+    web = e_plat == 0
+    e_camp = np.maximum(s_camp[es], 0)
+    n_pages = vocab["n_pages"]
+    landing_ev = eslot <= 1
+    loc_idx = np.where(landing_ev, n_pages + es, page)
+    ref_idx = np.where(ref_pv >= 0, ref_pv, n_pages + s_src[es])
+    # user_id: sessions after the device's first login, from the login event on (never before it)
+    post_login = (state[es] == 2) | ((state[es] == 1) & (eslot >= 4) & ~is_fv)
+    has_uid = post_login & (ts >= login_ts[edev]) & (eperson >= 0) & ~is_fv
+    e_order = np.where(ecode == PUR, s_order_c[es], -1)
+    pur = e_order >= 0
+    is_item = (ecode == VI) | (ecode == ATC)
+    n_cat = len(CATALOG_NAMES)
+    item_idx = np.where(pur, n_cat + np.maximum(e_order, 0), page - _pages()[3]["prod0"])
+    day_idx = (ts - start_us) // DAY - vocab["d0"]
+    return pa.table({
+        "event_date": dict_col(vocab["day"], day_idx),
         "event_timestamp": pa.array(ts, pa.int64()),
         "event_name": dict_col(EV_NAMES, ecode),
-        "user_pseudo_id": dict_col(pseudo, edev),
-        "user_id": user_id,
+        "user_pseudo_id": dict_col(vocab["pseudo"], edev),
+        "user_id": dict_col(vocab["uid"], np.maximum(eperson, 0), ~has_uid),
         "platform": dict_col(PLATFORMS, e_plat),
-        "ga_session_id": pa.array(sid[ev_s2], pa.int64()),
-        "ga_session_number": pa.array(sess_num[ev_s2], pa.int64()),
-        "page_location": page_loc,
-        "page_title": title,
-        "page_referrer": referrer,
-        "engagement_time_msec": pa.array(engage, pa.int64(), mask=~is_pv),
+        "ga_session_id": pa.array(sid[es], pa.int64()),
+        "ga_session_number": pa.array(sess_num[es], pa.int64()),
+        "page_location": dict_col(vocab["loc"], loc_idx, ~web),
+        "page_title": dict_col(vocab["title"], np.where(web, page, n_pages + page)),
+        "page_referrer": dict_col(vocab["ref"], ref_idx, ~web | (ref_pv == -2)),
+        "engagement_time_msec": pa.array(np.where(is_pv, engaged, 0), pa.int64(), mask=~is_pv),
         "device_category": dict_col(CATEGORIES, dev_cat[edev]),
         "device_os": dict_col(OSES, os_[edev]),
         "geo_country": dict_col(COUNTRIES, dev_country[edev]),
-        "source": dict_col(src_vocab, s_src[ev_s2]),
-        "medium": dict_col(c_med, e_camp),
-        "campaign": dict_col(c_utm, e_camp),
-        "gclid": gcl_e,
-        "fbclid": fb_e,
-        "transaction_id": tx,
-        "value": pa.array(value, pa.float64(), mask=~pur),
-        "currency": currency,
-        "items_json": items,
-        "_visible_at": ts_array(vis),
+        "source": dict_col(vocab["src"], s_src[es]),
+        "medium": dict_col(vocab["med"], e_camp),
+        "campaign": dict_col(vocab["utm"], e_camp),
+        "gclid": dict_col(vocab["gclid"], np.maximum(g_pos[es], 0), ~is_gclid[es]),
+        "fbclid": dict_col(vocab["fbclid"], np.maximum(f_pos[es], 0), ~is_fbclid[es]),
+        "transaction_id": dict_col(ords.order_id, np.maximum(e_order, 0), ~pur),
+        "value": pa.array(np.where(pur, ords.amount_minor[np.maximum(e_order, 0)] / 100.0, np.nan), pa.float64(),
+                          mask=~pur),
+        "currency": dict_col(vocab["cur"], ords.currency[np.maximum(e_order, 0)], ~pur),
+        "items_json": dict_col(vocab["items"], np.where(pur | is_item, item_idx, 0), ~(pur | is_item)),
+        "_visible_at": ts_array(ts + delay[es]),
     })
-    device_seen = seen
-    _mark("table")
-    return GA4Result(events=table, device_person=dev_person_all, device_pseudo=pseudo, device_seen=device_seen,
-                     paid_sessions=paid_sessions, paid_conversions=paid_conv, n_sessions=int(keep_s.sum()))
 
 
 def _money(minor: np.ndarray) -> pa.Array:
@@ -493,34 +564,27 @@ def _money(minor: np.ndarray) -> pa.Array:
     return join(number_strings(minor // 100), ".", strings_from_matrix(digit_matrix(minor % 100, 2)))
 
 
-def _items_json(rng, ords: Orders, prod: np.ndarray, ecode: np.ndarray, e_order: np.ndarray) -> pa.Array:
-    """items_json: one catalog item on view_item/add_to_cart; on purchase, 1-4 items whose prices
-    sum to the order value exactly."""
-    n = len(ecode)
+def _items_json(rng, ords: Orders) -> pa.Array:
+    """items_json vocabulary: one entry per catalog product (view_item / add_to_cart), then one per
+    order (index n_catalog + order): 1-4 items whose prices sum to the order value exactly."""
     sku = pa.array(CATALOG_SKU, pa.string())
     name = pa.array(CATALOG_NAMES, pa.string())
     price_minor = np.round(CATALOG_PRICE * 100).astype(np.int64)
     one = join('[{"item_id": "', sku, '", "item_name": "', name, '", "price": ', _money(price_minor),
                ', "quantity": 1}]')
-    is_item = (ecode == VI) | (ecode == ATC)
-    pur = np.flatnonzero(ecode == PUR)
-    o = e_order[pur]
-    amt = ords.amount_minor[o]
-    k = 1 + rng.binomial(3, 0.22, len(pur))
+    amt = ords.amount_minor
+    n = len(amt)
+    k = 1 + rng.binomial(3, 0.22, n)
     k = np.minimum(k, np.maximum(1, amt // 500))
-    it_ev = np.repeat(np.arange(len(pur)), k)
+    it_ev = np.repeat(np.arange(n), k)
     w = rng.gamma(2.0, 1.0, len(it_ev))
-    wsum = np.bincount(it_ev, weights=w, minlength=len(pur))
+    wsum = np.bincount(it_ev, weights=w, minlength=n)
     share = np.floor(w / wsum[it_ev] * np.repeat(amt, k)).astype(np.int64)
     ends = np.cumsum(k) - 1
-    share[ends] += amt - np.bincount(it_ev, weights=share, minlength=len(pur)).astype(np.int64)
+    share[ends] += amt - np.bincount(it_ev, weights=share, minlength=n).astype(np.int64)
     p_it = rng.integers(0, len(CATALOG_NAMES), len(it_ev))
     item_txt = join('{"item_id": "', sku.take(pa.array(p_it)), '", "item_name": "', name.take(pa.array(p_it)),
                     '", "price": ', _money(share), ', "quantity": 1}')
     offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int32)
     lists = pa.ListArray.from_arrays(pa.array(offsets), item_txt)
-    pur_json = join("[", pc.binary_join(lists, ", "), "]")
-    # one take: catalog entries for item events, the order's list for purchases, null otherwise
-    sel = np.where(is_item, prod, 0)
-    sel[pur] = len(CATALOG_NAMES) + np.arange(len(pur))
-    return dict_col(pa.concat_arrays([one, pur_json]), sel, ~(is_item | (ecode == PUR)))
+    return pa.concat_arrays([one, join("[", pc.binary_join(lists, ", "), "]")])
