@@ -437,3 +437,23 @@ def test_chunked_event_generation_is_identical(world, monkeypatch):
     plain = W._plain(chunked)
     assert plain.num_rows == world.ga4_events.num_rows
     assert plain.equals(world.ga4_events)
+
+
+def test_ensure_world_regenerates_other_format_and_cli(world_dir, tmp_path, capsys):
+    import shutil
+    stale = tmp_path / "worlds" / f"small-{SEED}"
+    shutil.copytree(world_dir, stale)
+    meta = json.loads((stale / "world.json").read_text())
+    meta["format_version"] = W.FORMAT_VERSION - 1
+    (stale / "world.json").write_text(json.dumps(meta))
+    path = ensure_world(tmp_path / "worlds", "small", SEED)
+    assert path == stale and World.load(path).meta["format_version"] == W.FORMAT_VERSION
+    assert _hashes(path) == _hashes(world_dir)
+    assert not [p for p in (tmp_path / "worlds").iterdir() if p.name.startswith(".small") and p.is_dir()]
+
+    assert W.main(["--size", "small", "--seed", "5", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == str(tmp_path / "cli" / "small-5")
+    assert "ga4_events" in out and "truth_orders" in out
+    assert W.main(["--size", "small", "--out", str(tmp_path / "cli"), "--start", "2025-02-01",
+                   "--end", "2025-01-01", "--quiet"]) == 1
