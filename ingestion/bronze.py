@@ -22,7 +22,7 @@ from ingestion.flatten import records_to_frame
 from ingestion.interval import Interval
 from ingestion.landing import LandingZone
 from ingestion.spec import ObjectSpec
-from ingestion.validation import ValidationOutcome, validate_frame
+from ingestion.validation import ValidationOutcome, validate_batches
 from retailpulse.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,22 @@ class PreparedBatch:
     extracted_at: str
 
 
-def prepare_batch(
-    zone: LandingZone,
-    spec: ObjectSpec,
-    interval: Interval,
-    recent_volumes: list[int] | None = None,
-) -> PreparedBatch:
+@dataclass
+class _TypedBatch:
+    interval: Interval
+    raw: list[Any]
+    frame: pd.DataFrame             # typed rows eligible for GX (index = landed row number)
+    present: set[str]
+    pre_rules: dict[int, list[str]]  # rows rejected before GX (type casts, superseded keys)
+    pre_rejects: list[dict[str, Any]]  # malformed JSON, exact duplicates
+    drift: list[str]
+    duplicates: int
+    batch_id: str
+    extracted_at: str
+
+
+def _read_batch(zone: LandingZone, spec: ObjectSpec, interval: Interval) -> _TypedBatch:
+    """Read a landed batch, drop exact duplicates, flatten and type it (no validation yet)."""
     manifest = zone.read_manifest(spec.source, spec.name, interval)
     if manifest is None:
         raise FileNotFoundError(
@@ -86,47 +96,50 @@ def prepare_batch(
             f"{spec.source}.{spec.name} {interval.key}: manifest says {manifest.record_count} records, "
             f"file has {len(raw)}; re-run the extract for this interval"
         )
-    reject_rows: list[dict[str, Any]] = []
+    pre_rejects: list[dict[str, Any]] = []
     good: list[dict[str, Any]] = []
     good_idx: list[int] = []
     seen: set[str] = set()
     duplicates = 0
     for i, rec in enumerate(raw):
         if not isinstance(rec, dict):
-            reject_rows.append({"row": i, "rule": "malformed_json", "record": rec})
+            pre_rejects.append({"row": i, "rule": "malformed_json", "record": rec})
             continue
         h = _record_hash(rec)
         if h in seen:
             duplicates += 1
-            reject_rows.append({"row": i, "rule": "duplicate_record", "record": rec})
+            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": rec})
             continue
         seen.add(h)
         good.append(rec)
         good_idx.append(i)
     frame, cast_failures, drift = records_to_frame(good, spec)
+    present = set(frame.attrs.get("present_columns", set())) | set(drift)
     frame.index = good_idx
-    present = {c for c in frame.columns if frame[c].notna().any()} | set(drift)
-    # columns that exist in at least one record count as present (even if null there)
-    present |= {k for rec in good for k in _top_keys(spec.prepare(rec) if spec.prepare else rec)}
-    bad_cast: dict[int, list[str]] = {}
+    pre_rules: dict[int, list[str]] = {}
     for row, fld in cast_failures.itertuples(index=False):
-        bad_cast.setdefault(good_idx[row], []).append(f"type:{fld}")
+        pre_rules.setdefault(good_idx[row], []).append(f"type:{fld}")
     # same key, different content: keep the last landed version
     if spec.key in frame.columns and len(frame):
         keys = frame[spec.key]
         dup_mask = keys.notna() & keys.duplicated(keep="last")
         for i in frame.index[dup_mask.to_numpy()]:
-            bad_cast.setdefault(int(i), []).append("duplicate_key_superseded")
-    ok_for_gx = frame.drop(index=list(bad_cast)) if bad_cast else frame
-    outcome = validate_frame(spec, ok_for_gx, present, recent_volumes)
-    row_rules = dict(bad_cast)
-    positions = list(ok_for_gx.index)
+            pre_rules.setdefault(int(i), []).append("duplicate_key_superseded")
+    eligible = frame.drop(index=list(pre_rules)) if pre_rules else frame
+    return _TypedBatch(interval, raw, eligible, present, pre_rules, pre_rejects, drift, duplicates,
+                       manifest.batch_id, manifest.extracted_at)
+
+
+def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome, full: pd.DataFrame | None = None) -> PreparedBatch:
+    row_rules = {k: list(v) for k, v in tb.pre_rules.items()}
+    positions = list(tb.frame.index)
     for pos, rules in outcome.row_rejects.items():
         row_rules.setdefault(int(positions[pos]), []).extend(rules)
+    reject_rows = list(tb.pre_rejects)
     for i, rules in sorted(row_rules.items()):
-        reject_rows.append({"row": i, "rule": ";".join(rules), "record": raw[i]})
-    passed = frame.drop(index=list(row_rules)) if row_rules else frame
-    extracted = len(raw)
+        reject_rows.append({"row": i, "rule": ";".join(rules), "record": tb.raw[i]})
+    passed = tb.frame.drop(index=[i for i in row_rules if i in tb.frame.index])
+    extracted = len(tb.raw)
     if extracted and len(reject_rows) / extracted > spec.max_reject_fraction:
         outcome.critical_failures.append(
             f"rejected_fraction_at_most_{spec.max_reject_fraction:g} failed "
@@ -134,24 +147,34 @@ def prepare_batch(
         )
         outcome.success = False
     rejects = pd.DataFrame(reject_rows, columns=["row", "rule", "record"])
-    return PreparedBatch(passed, rejects, outcome, drift, duplicates, extracted, manifest.batch_id, manifest.extracted_at)
+    return PreparedBatch(passed, rejects, outcome, tb.drift, tb.duplicates, extracted, tb.batch_id, tb.extracted_at)
+
+
+def prepare_batches(
+    zone: LandingZone,
+    spec: ObjectSpec,
+    intervals: list[Interval],
+    recent: list[list[int]] | None = None,
+) -> list[PreparedBatch]:
+    """Read, type and validate several landed batches of one object (one GX run for all)."""
+    typed = [_read_batch(zone, spec, iv) for iv in intervals]
+    outcomes = validate_batches(spec, [t.frame for t in typed], [t.present for t in typed], recent)
+    return [_finish(spec, t, o) for t, o in zip(typed, outcomes)]
+
+
+def prepare_batch(
+    zone: LandingZone,
+    spec: ObjectSpec,
+    interval: Interval,
+    recent_volumes: list[int] | None = None,
+) -> PreparedBatch:
+    return prepare_batches(zone, spec, [interval], [recent_volumes or []])[0]
 
 
 def _top_keys(rec: dict[str, Any]) -> list[str]:
     from ingestion.flatten import column_name, flatten_record
 
     return [column_name(k) for k in flatten_record(rec)]
-
-
-def recent_volumes(wh: Warehouse, spec: ObjectSpec, before: Interval, n: int = 7) -> list[int]:
-    if not wh.table_exists("ops", "load_audit"):
-        return []
-    rows = wh.query(
-        "select extracted from ops.load_audit where source = ? and object = ? and interval_key < ? "
-        "and status = 'loaded' order by interval_key desc limit ?",
-        [spec.source, spec.name, before.key, n],
-    )
-    return [int(r[0]) for r in rows]
 
 
 def empty_bronze_frame(spec: ObjectSpec) -> pd.DataFrame:
@@ -186,54 +209,101 @@ def ensure_bronze_tables(wh: Warehouse) -> None:
             wh.replace_rows("bronze", "rejected_records", empty, where={}, con=con)
 
 
+def _recent_volume_map(wh: Warehouse, spec: ObjectSpec, intervals: list[Interval], n: int = 7) -> list[list[int]]:
+    """For each interval, the extracted counts of up to ``n`` earlier loaded batches."""
+    if not wh.table_exists("ops", "load_audit"):
+        return [[] for _ in intervals]
+    rows = wh.query(
+        "select interval_key, extracted from ops.load_audit where source = ? and object = ? and status = 'loaded' "
+        "order by interval_key desc",
+        [spec.source, spec.name],
+    )
+    out = []
+    for iv in intervals:
+        out.append([int(e) for k, e in rows if k < iv.key][:n])
+    return out
+
+
+def _body(prepared: PreparedBatch, interval: Interval, now: dt.datetime) -> pd.DataFrame:
+    body = prepared.frame.copy()
+    n = len(body)
+    body.insert(0, "_interval_key", pd.Series([interval.key] * n, index=body.index, dtype="string"))
+    body["_batch_id"] = pd.Series([prepared.batch_id] * n, index=body.index, dtype="string")
+    body["_interval_start"] = pd.Series([interval.start] * n, index=body.index, dtype="datetime64[us, UTC]")
+    body["_interval_end"] = pd.Series([interval.end] * n, index=body.index, dtype="datetime64[us, UTC]")
+    body["_extracted_at"] = pd.Series([pd.Timestamp(prepared.extracted_at)] * n, index=body.index,
+                                      dtype="datetime64[us, UTC]")
+    body["_row_number"] = body.index.astype("int64")
+    body["_loaded_at"] = pd.Series([now] * n, index=body.index, dtype="datetime64[us, UTC]")
+    return body.reset_index(drop=True)
+
+
+def _rejects(spec: ObjectSpec, prepared: PreparedBatch, interval: Interval, now: dt.datetime) -> pd.DataFrame:
+    n = len(prepared.rejects)
+    return pd.DataFrame({
+        "source": pd.Series([spec.source] * n, dtype="string"),
+        "object": pd.Series([spec.name] * n, dtype="string"),
+        "interval_key": pd.Series([interval.key] * n, dtype="string"),
+        "batch_id": pd.Series([prepared.batch_id] * n, dtype="string"),
+        "row_number": prepared.rejects["row"].astype("int64").reset_index(drop=True),
+        "rule": prepared.rejects["rule"].astype("string").reset_index(drop=True),
+        "record": prepared.rejects["record"].map(
+            lambda r: r if isinstance(r, str) else json.dumps(r, default=str)).astype("string").reset_index(drop=True),
+        "rejected_at": pd.Series([now] * n, dtype="datetime64[us, UTC]"),
+    })
+
+
+def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: list[Interval]) -> list[LoadReport]:
+    """Validate and load landed batches of one object in one transaction.
+
+    Batches that pass replace their interval's rows in bronze; a refused batch loads nothing
+    (its audit row says why) and, after the others are committed, BatchRefused is raised
+    naming the failed expectations.
+    """
+    if not intervals:
+        return []
+    prepared_all = prepare_batches(zone, spec, intervals, _recent_volume_map(wh, spec, intervals))
+    now = dt.datetime.now(dt.timezone.utc)
+    reports, audits, bodies, rejects, refused = [], [], [], [], []
+    for interval, prepared in zip(intervals, prepared_all):
+        zone.write_sidecar(spec.source, spec.name, interval, VALIDATION_SIDECAR, prepared.outcome.to_json())
+        ok = prepared.outcome.success
+        report = LoadReport(
+            source=spec.source, object=spec.name, interval_key=interval.key, batch_id=prepared.batch_id,
+            extracted=prepared.extracted, loaded=len(prepared.frame) if ok else 0,
+            rejected=len(prepared.rejects), duplicates=prepared.duplicates, drift_columns=prepared.drift,
+            status="loaded" if ok else "refused",
+        )
+        reports.append(report)
+        audits.append({**asdict(report), "drift_columns": json.dumps(report.drift_columns),
+                       "critical_failures": json.dumps(prepared.outcome.critical_failures), "loaded_at": now})
+        if ok:
+            bodies.append(_body(prepared, interval, now))
+            rejects.append(_rejects(spec, prepared, interval, now))
+        else:
+            refused.append((interval, prepared))
+    loaded_keys = [iv.key for iv, p in zip(intervals, prepared_all) if p.outcome.success]
+    with wh.connect() as con:
+        wh.replace_rows("ops", "load_audit", pd.DataFrame(audits),
+                        where={"source": spec.source, "object": spec.name, "interval_key": [iv.key for iv in intervals]},
+                        con=con)
+        if loaded_keys:
+            frames = [b for b in bodies if len(b)]
+            body = pd.concat(frames, ignore_index=True) if frames else bodies[0]
+            wh.replace_rows("bronze", spec.bronze_table, body, where={"_interval_key": loaded_keys}, con=con)
+            frames = [r for r in rejects if len(r)]
+            rej = pd.concat(frames, ignore_index=True) if frames else rejects[0]
+            wh.replace_rows("bronze", "rejected_records", rej,
+                            where={"source": spec.source, "object": spec.name, "interval_key": loaded_keys}, con=con)
+    for r in reports:
+        if r.status == "loaded":
+            log.info(r.line())
+    if refused:
+        details = "; ".join(f"{iv.key}: " + "; ".join(p.outcome.critical_failures) for iv, p in refused[:3])
+        raise BatchRefused(f"{spec.source}.{spec.name}: {len(refused)} batch(es) not loaded: {details}")
+    return reports
+
+
 def load_batch(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, interval: Interval) -> LoadReport:
     """Validate and load one landed batch. Raises BatchRefused on a critical failure."""
-    prepared = prepare_batch(zone, spec, interval, recent_volumes(wh, spec, interval))
-    zone.write_sidecar(spec.source, spec.name, interval, VALIDATION_SIDECAR, prepared.outcome.to_json())
-    now = dt.datetime.now(dt.timezone.utc)
-    status = "loaded" if prepared.outcome.success else "refused"
-    report = LoadReport(
-        source=spec.source, object=spec.name, interval_key=interval.key, batch_id=prepared.batch_id,
-        extracted=prepared.extracted, loaded=len(prepared.frame) if prepared.outcome.success else 0,
-        rejected=len(prepared.rejects), duplicates=prepared.duplicates, drift_columns=prepared.drift,
-        status=status,
-    )
-    where = {"source": spec.source, "object": spec.name, "interval_key": interval.key}
-    audit = pd.DataFrame([{**asdict(report), "drift_columns": json.dumps(report.drift_columns),
-                           "critical_failures": json.dumps(prepared.outcome.critical_failures),
-                           "loaded_at": now}])
-    with wh.connect() as con:
-        wh.replace_rows("ops", "load_audit", audit, where=where, con=con)
-        if not prepared.outcome.success:
-            # nothing of a refused batch reaches bronze; the audit row says why
-            pass
-        else:
-            body = prepared.frame.copy()
-            body.insert(0, "_interval_key", interval.key)
-            body["_batch_id"] = prepared.batch_id
-            body["_interval_start"] = pd.Series([interval.start] * len(body), index=body.index, dtype="datetime64[us, UTC]")
-            body["_interval_end"] = pd.Series([interval.end] * len(body), index=body.index, dtype="datetime64[us, UTC]")
-            body["_extracted_at"] = pd.Series([pd.Timestamp(prepared.extracted_at)] * len(body), index=body.index,
-                                              dtype="datetime64[us, UTC]")
-            body["_row_number"] = body.index.astype("int64")
-            body["_loaded_at"] = pd.Series([now] * len(body), index=body.index, dtype="datetime64[us, UTC]")
-            wh.replace_rows("bronze", spec.bronze_table, body.reset_index(drop=True),
-                            where={"_interval_key": interval.key}, con=con)
-            rej = pd.DataFrame({
-                "source": spec.source,
-                "object": spec.name,
-                "interval_key": interval.key,
-                "batch_id": prepared.batch_id,
-                "row_number": prepared.rejects["row"].astype("int64"),
-                "rule": prepared.rejects["rule"].astype("string"),
-                "record": prepared.rejects["record"].map(
-                    lambda r: r if isinstance(r, str) else json.dumps(r, default=str)).astype("string"),
-                "rejected_at": pd.Series([now] * len(prepared.rejects), dtype="datetime64[us, UTC]"),
-            })
-            wh.replace_rows("bronze", "rejected_records", rej, where=where, con=con)
-    if not prepared.outcome.success:
-        raise BatchRefused(
-            f"{spec.source}.{spec.name} {interval.key} not loaded: " + "; ".join(prepared.outcome.critical_failures)
-        )
-    log.info(report.line())
-    return report
+    return load_batches(wh, zone, spec, [interval])[0]

@@ -121,6 +121,7 @@ def records_to_frame(records: list[dict[str, Any]], spec: ObjectSpec) -> tuple[p
     for c in drift:
         out[c] = raw[c].map(lambda v: v if isinstance(v, str) else json.dumps(v, default=str), na_action="ignore").astype("string")
     cast_failures = pd.DataFrame(failures, columns=["row", "field"])
+    out.attrs["present_columns"] = set(raw.columns)  # fields that occur in at least one record
     return out, cast_failures, drift
 
 

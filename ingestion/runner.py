@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ingestion.bronze import LoadReport, load_batch
+from ingestion.bronze import LoadReport, load_batches
 from ingestion.connectors import get_connector, get_specs
 from ingestion.interval import Interval, to_utc
 from ingestion.landing import LandingZone, Manifest
@@ -45,6 +45,5 @@ def load_source(settings: Settings, source: str, interval: Interval, objects: li
     connector = get_connector(source, settings, for_load=True)
     reports = []
     for obj in objects or list(connector_cls_specs):
-        for batch in connector.batches(obj, interval):
-            reports.append(load_batch(wh, zone, connector_cls_specs[obj], batch))
+        reports.extend(load_batches(wh, zone, connector_cls_specs[obj], connector.batches(obj, interval)))
     return reports

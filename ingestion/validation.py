@@ -69,24 +69,40 @@ def _quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def build_suite(spec: ObjectSpec, present_columns: set[str], recent_volumes: list[int]) -> list[tuple[Any, bool]]:
-    """(expectation, is_critical) pairs for a batch with the given columns."""
+def build_suite(
+    spec: ObjectSpec,
+    present_columns: set[str],
+    recent_volumes: list[int],
+    *,
+    table_level: bool = True,
+    batch_column: str | None = None,
+) -> list[tuple[Any, bool]]:
+    """(expectation, is_critical) pairs for a batch with the given columns.
+
+    ``table_level=False`` leaves out the table-level (critical) expectations, which
+    :func:`validate_batches` evaluates per batch; ``batch_column`` makes key uniqueness
+    per batch when several batches are validated as one frame.
+    """
     import great_expectations as gx
 
     E = gx.expectations
     out: list[tuple[Any, bool]] = []
-    for col in spec.critical_columns:
-        out.append((E.ExpectColumnToExist(column=col), True))
-    if recent_volumes and spec.min_volume_ratio > 0:
-        floor = int(statistics.median(recent_volumes) * spec.min_volume_ratio)
-        out.append((E.ExpectTableRowCountToBeBetween(min_value=floor), True))
+    if table_level:
+        for col in spec.critical_columns:
+            out.append((E.ExpectColumnToExist(column=col), True))
+        if recent_volumes and spec.min_volume_ratio > 0:
+            floor = int(statistics.median(recent_volumes) * spec.min_volume_ratio)
+            out.append((E.ExpectTableRowCountToBeBetween(min_value=floor), True))
     for f in spec.fields:
         if f.name not in present_columns:
             continue
         if f.required or f.name == spec.key:
             out.append((E.ExpectColumnValuesToNotBeNull(column=f.name), False))
         if f.name == spec.key:
-            out.append((E.ExpectColumnValuesToBeUnique(column=f.name), False))
+            if batch_column:
+                out.append((E.ExpectCompoundColumnsToBeUnique(column_list=[batch_column, f.name]), False))
+            else:
+                out.append((E.ExpectColumnValuesToBeUnique(column=f.name), False))
         if f.pattern:
             out.append((E.ExpectColumnValuesToMatchRegex(column=f.name, regex=f.pattern), False))
         if f.accepted:
@@ -101,6 +117,9 @@ def validate_frame(
     frame: pd.DataFrame,
     present_columns: set[str],
     recent_volumes: list[int] | None = None,
+    *,
+    table_level: bool = True,
+    batch_column: str | None = None,
 ) -> ValidationOutcome:
     """Run the object's suite on ``frame`` (typed, one row per landed record)."""
     import great_expectations as gx
@@ -109,7 +128,7 @@ def validate_frame(
     volumes = recent_volumes or []
     if frame.empty and spec.extra.get("volume_check") == "non_empty":
         volumes = []  # the source legitimately has empty batches (e.g. a GA4 export day with no file)
-    expectations = build_suite(spec, present_columns, volumes)
+    expectations = build_suite(spec, present_columns, volumes, table_level=table_level, batch_column=batch_column)
     if frame.empty:
         # an empty batch carries no columns: column-existence checks apply to batches with records
         expectations = [(e, c) for e, c in expectations if type(e).__name__ != "ExpectColumnToExist"]
@@ -151,7 +170,8 @@ def validate_frame(
         cfg = r.expectation_config
         is_critical = by_config.get(str(cfg), False)
         name = cfg.type
-        column = cfg.kwargs.get("column")
+        column = cfg.kwargs.get("column") or ",".join(
+            c for c in (cfg.kwargs.get("column_list") or []) if c != "_batch_no") or None
         label = f"{name}({column})" if column else name
         info = r.result or {}
         outcome.results.append({
@@ -174,3 +194,76 @@ def validate_frame(
             outcome.row_rejects.setdefault(row, []).append(label)
     outcome.success = not outcome.critical_failures
     return outcome
+
+
+def _table_level_checks(spec: ObjectSpec, frame: pd.DataFrame, present: set[str], volumes: list[int]) -> ValidationOutcome:
+    """The critical, table-level expectations of one batch (same rules as the GX suite)."""
+    outcome = ValidationOutcome(suite=spec.suite_name, success=True)
+    if len(frame):
+        for col in spec.critical_columns:
+            ok = col in present
+            outcome.results.append({"expectation": f"expect_column_to_exist({col})", "success": ok, "critical": True,
+                                    "unexpected_count": None, "observed_value": None})
+            if not ok:
+                outcome.critical_failures.append(f"expect_column_to_exist({col}) failed (absent from the batch)")
+    empty_ok = frame.empty and spec.extra.get("volume_check") == "non_empty"
+    if volumes and spec.min_volume_ratio > 0 and not empty_ok:
+        floor = int(statistics.median(volumes) * spec.min_volume_ratio)
+        ok = len(frame) >= floor
+        outcome.results.append({"expectation": "expect_table_row_count_to_be_between", "success": ok, "critical": True,
+                                "unexpected_count": None, "observed_value": len(frame)})
+        if not ok:
+            outcome.critical_failures.append(
+                f"expect_table_row_count_to_be_between failed (observed {len(frame)}, at least {floor} expected "
+                f"from the recent median {statistics.median(volumes):g})"
+            )
+    outcome.success = not outcome.critical_failures
+    return outcome
+
+
+def validate_batches(
+    spec: ObjectSpec,
+    frames: list[pd.DataFrame],
+    presents: list[set[str]],
+    recent_volumes: list[list[int]] | None = None,
+) -> list[ValidationOutcome]:
+    """Validate several landed batches of one object with ONE Great Expectations run.
+
+    GX's fixed cost per run (about a second) dominates small batches, and a range run lands
+    hundreds of them (GA4 has one per export day). Table-level expectations (column exists,
+    volume) are evaluated per batch; row-level ones run once over the batches concatenated,
+    with key uniqueness per batch, and failing rows are mapped back to their batch.
+    """
+    vols = recent_volumes or [[] for _ in frames]
+    outcomes = [_table_level_checks(spec, f, p, v) for f, p, v in zip(frames, presents, vols)]
+    live = [i for i, (f, o) in enumerate(zip(frames, outcomes)) if o.success and len(f)]
+    if not live:
+        return outcomes
+    if len(live) == 1:
+        i = live[0]
+        row = validate_frame(spec, frames[i], presents[i], None, table_level=False)
+        outcomes[i].results.extend(row.results)
+        outcomes[i].row_rejects = row.row_rejects
+        outcomes[i].critical_failures.extend(row.critical_failures)
+        outcomes[i].gx_result = row.gx_result
+        outcomes[i].success = not outcomes[i].critical_failures
+        return outcomes
+    parts, owners = [], []
+    for i in live:
+        part = frames[i].reset_index(drop=True)
+        part.insert(0, "_batch_no", i)
+        parts.append(part)
+        owners.extend((i, pos) for pos in range(len(part)))
+    combined = pd.concat(parts, ignore_index=True)
+    present = set().union(*(presents[i] for i in live)) | {"_batch_no"}
+    row = validate_frame(spec, combined, present, None, table_level=False, batch_column="_batch_no")
+    for i in live:
+        outcomes[i].results.extend(row.results)
+        outcomes[i].gx_result = row.gx_result
+        outcomes[i].critical_failures.extend(row.critical_failures)
+    for pos, rules in row.row_rejects.items():
+        i, local = owners[pos]
+        outcomes[i].row_rejects.setdefault(local, []).extend(rules)
+    for o in outcomes:
+        o.success = not o.critical_failures
+    return outcomes

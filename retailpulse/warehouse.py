@@ -131,7 +131,8 @@ class Warehouse(abc.ABC):
         """Atomically delete the rows matching ``where`` (all rows when None) and insert ``df``.
 
         New columns in ``df`` are added to the table (schema drift), missing ones are NULL.
-        Returns the number of rows inserted. With ``con`` the caller owns the transaction.
+        A list value in ``where`` matches any of its values. Returns the number of rows
+        inserted. With ``con`` the caller owns the transaction.
         """
         if con is None:
             with self.connect() as own:
@@ -148,8 +149,16 @@ class Warehouse(abc.ABC):
             if where is None:
                 self._exec(con, f"delete from {ident(s)}.{ident(table)}")
             elif where:
-                clause = " and ".join(f"{ident(k)} = {self._param}" for k in where)
-                self._exec(con, f"delete from {ident(s)}.{ident(table)} where {clause}", list(where.values()))
+                parts, params = [], []
+                for k, v in where.items():
+                    if isinstance(v, (list, tuple, set)):
+                        values = list(v)
+                        parts.append(f"{ident(k)} in ({', '.join([self._param] * len(values))})" if values else "false")
+                        params.extend(values)
+                    else:
+                        parts.append(f"{ident(k)} = {self._param}")
+                        params.append(v)
+                self._exec(con, f"delete from {ident(s)}.{ident(table)} where {' and '.join(parts)}", params)
         if len(df):
             self._insert_df(con, s, table, df)
         return len(df)

@@ -124,3 +124,24 @@ def test_too_many_rejects_refuse_the_batch(settings):
     wh.ensure_schemas()
     with pytest.raises(BatchRefused, match="rejected_fraction"):
         load_batch(wh, zone, SPECS["charges"], DAY)
+
+
+def test_many_batches_validate_in_one_pass_and_map_rejects_back(settings):
+    from ingestion.bronze import load_batches
+
+    zone = LandingZone(settings.landing_path)
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in (1, 2, 3)]
+    # the same charge id may appear in two batches (a later state); within a batch ids are unique
+    zone.write_batch("stripe", "charges", days[0], [charge(i) for i in range(10)])
+    zone.write_batch("stripe", "charges", days[1], [charge(i) for i in range(5, 15)] + [charge(200, currency="x")])
+    zone.write_batch("stripe", "charges", days[2], [{k: v for k, v in charge(i).items() if k != "status"} for i in range(3)])
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    with pytest.raises(BatchRefused, match=r"1 batch\(es\) not loaded: .*expect_column_to_exist\(status\)"):
+        load_batches(wh, zone, SPECS["charges"], days)
+    counts = dict(wh.query("select _interval_key, count(*) from bronze.stripe__charges group by 1"))
+    assert counts == {days[0].key: 10, days[1].key: 10}
+    rejected = wh.query("select interval_key, row_number, rule from bronze.rejected_records")
+    assert rejected == [(days[1].key, 10, "expect_column_values_to_match_regex(currency)")]
+    audit = dict(wh.query("select interval_key, status from ops.load_audit"))
+    assert audit == {days[0].key: "loaded", days[1].key: "loaded", days[2].key: "refused"}
