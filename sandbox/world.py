@@ -66,14 +66,36 @@ def _plain(table: pa.Table) -> pa.Table:
     return table
 
 
+class _Writer:
+    """Parquet file written in pieces: row groups of at most 1M rows, dictionary columns decoded one
+    row group at a time (bounded memory); an empty table still gets a file with the schema."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.schema = schema
+        self.rows = 0
+        self._w = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, use_dictionary=True,
+                                   store_schema=False)
+
+    def write(self, table: pa.Table) -> None:
+        for off in range(0, table.num_rows, ROW_GROUP):
+            piece = _plain(table.slice(off, ROW_GROUP))
+            self._w.write_table(piece.cast(self.schema), row_group_size=ROW_GROUP)
+        self.rows += table.num_rows
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.rows == 0 and exc[0] is None:
+            self._w.write_table(self.schema.empty_table())
+        self._w.close()
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    """Write in row groups of 1M rows, decoding one row group at a time (bounded memory)."""
     schema = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
                         for f in table.schema])
-    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, use_dictionary=True,
-                          store_schema=False) as writer:
-        for off in range(0, max(table.num_rows, 1), ROW_GROUP):
-            writer.write_table(_plain(table.slice(off, ROW_GROUP)), row_group_size=ROW_GROUP)
+    with _Writer(path, schema) as w:
+        w.write(table)
 
 
 class _Steps:
@@ -104,8 +126,9 @@ class _Steps:
 
 
 def build_tables(size: str, seed: int, start: dt.date, end: dt.date, horizon_days: int,
-                 steps: _Steps | None = None) -> tuple[dict, dict, dict]:
-    """Simulate the world in memory: (source tables, truth tables, meta extras)."""
+                 steps: _Steps | None = None, ga4_sink=None) -> tuple[dict, dict, dict]:
+    """Simulate the world in memory: (source tables, truth tables, meta extras). With ``ga4_sink``
+    the GA4 events are streamed to it chunk by chunk and left out of the returned tables."""
     from sandbox.world_ga4 import make_ga4
     from sandbox.world_people import Ctx, make_campaigns, make_orders, make_people
     from sandbox.world_sources import make_sources
@@ -122,11 +145,11 @@ def build_tables(size: str, seed: int, start: dt.date, end: dt.date, horizon_day
     camps = make_campaigns(ctx); step("campaigns")
     ppl = make_people(ctx, camps); step("people")
     ords = make_orders(ctx, camps, ppl); step("orders")
-    ga4 = make_ga4(ctx, camps, ppl, ords); step("ga4 events")
-    tables = {"ga4_events": ga4.events}
+    ga4 = make_ga4(ctx, camps, ppl, ords, sink=ga4_sink); step("ga4 events")
+    tables = {} if ga4_sink is not None else {"ga4_events": ga4.events}
     src, truth = make_sources(ctx, camps, ppl, ords, ga4)
     tables.update(src); step("stripe, salesforce, ads, truth")
-    extras = {"campaigns": camps.table.to_pylist(), "n_sessions": ga4.n_sessions}
+    extras = {"campaigns": camps.table.to_pylist(), "n_sessions": ga4.n_sessions, "n_events": ga4.n_events}
     return tables, truth, extras
 
 
@@ -143,12 +166,18 @@ def generate_world(size: str, seed: int, out_dir: Path, start: dt.date | None = 
     target = out_dir / f"{size}-{seed}"
     steps = _Steps(progress, 8, f"world {size}-{seed}")
     try:
-        tables, truth, extras = build_tables(size, seed, start, end, horizon_days, steps)
         tmp = Path(tempfile.mkdtemp(prefix=f".{size}-{seed}.tmp-", dir=out_dir))
         try:
+            from sandbox.world_ga4 import GA4_SCHEMA
             (tmp / "truth").mkdir()
+            with _Writer(tmp / "ga4_events.parquet", GA4_SCHEMA) as ga4_writer:
+                tables, truth, extras = build_tables(size, seed, start, end, horizon_days, steps,
+                                                     ga4_sink=ga4_writer.write)
             counts = {}
             for name in SOURCE_TABLES:
+                if name == "ga4_events":
+                    counts[name] = ga4_writer.rows
+                    continue
                 _write_parquet(tables[name], tmp / f"{name}.parquet")
                 counts[name] = tables[name].num_rows
             for name in TRUTH_TABLES:

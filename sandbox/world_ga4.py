@@ -64,6 +64,9 @@ class GA4Result:
     paid_sessions: np.ndarray        # (n_days, n_campaigns) sessions through ad clicks (incl. untracked)
     paid_conversions: np.ndarray     # (n_days, n_campaigns) orders whose purchase session came via the campaign
     n_sessions: int
+    n_events: int = 0
+    purchase_orders: np.ndarray = None   # order indices with a GA4 purchase event
+    uid_persons: np.ndarray = None       # person indices seen with a user_id
 
 
 def _pages():
@@ -94,7 +97,9 @@ def _mark(label: str) -> None:
 _T = [time.perf_counter()]
 
 
-def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=None) -> GA4Result:
+def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, sink=None) -> GA4Result:
+    """Simulate GA4. Events are built in time-ordered chunks; with ``sink`` each chunk table is
+    handed to it (and not kept), else ``GA4Result.events`` holds the whole table."""
     rng = ctx.rng("ga4")
     N = ppl.n
     _mark("person devices")
@@ -381,6 +386,8 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
     # ---------------------------------------------------------------- events, in time-ordered chunks
     order_s = so[np.argsort(s_start[so], kind="stable")]          # visible sessions by start time
     chunks = []
+    n_events = 0
+    pur_orders, uid_p = [], []
     carry = np.zeros(0, dtype=np.int64)
     parts = list(_chunks_by_events(order_s, n_ev_s, CHUNK_EVENTS))
     for k, sel in enumerate(parts):
@@ -426,7 +433,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
         carry = np.unique(es[ts >= t_hi])
         o = np.flatnonzero(win)
         o = o[np.lexsort((epos[o], es[o], ts[o]))]
-        chunks.append(_event_table(
+        chunk, po, up = _event_table(
             o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos,
             s_ch=s_ch, s_camp=s_camp, s_src=s_src, s_dev=s_dev, s_order_c=s_order_c, sid=sid, sess_num=sess_num,
             state=state, delay=delay, g_pos=g_pos, f_pos=f_pos, is_gclid=is_gclid, is_fbclid=is_fbclid,
@@ -434,14 +441,34 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, progress=Non
             login_ts=login_ts, ords=ords, vocab=dict(
                 day=day_vocab, d0=d0, pseudo=pseudo, loc=loc_vocab, title=title_vocab, ref=ref_vocab,
                 uid=uid_vocab, cur=cur_up, items=item_vocab, src=src_vocab, med=c_med, utm=c_utm,
-                gclid=gclid_s, fbclid=fbclid_s, n_pages=n_pages), start_us=ctx.start_us))
-    table = pa.concat_tables(chunks) if chunks else _event_table.empty
+                gclid=gclid_s, fbclid=fbclid_s, n_pages=n_pages), start_us=ctx.start_us)
+        n_events += chunk.num_rows
+        pur_orders.append(po)
+        uid_p.append(np.unique(up))
+        if sink is not None:
+            sink(chunk)
+        else:
+            chunks.append(chunk)
+    table = None
+    if sink is None:
+        table = pa.concat_tables(chunks) if chunks else GA4_SCHEMA.empty_table()
     _mark("table")
     return GA4Result(events=table, device_person=dev_person_all, device_pseudo=pseudo, device_seen=seen,
-                     paid_sessions=paid_sessions, paid_conversions=paid_conv, n_sessions=int(keep_s.sum()))
+                     paid_sessions=paid_sessions, paid_conversions=paid_conv, n_sessions=int(keep_s.sum()),
+                     n_events=n_events, purchase_orders=np.concatenate(pur_orders) if pur_orders else np.zeros(0, int),
+                     uid_persons=np.unique(np.concatenate(uid_p)) if uid_p else np.zeros(0, int))
 
 
 CHUNK_EVENTS = 4_000_000
+_S = pa.string()
+GA4_SCHEMA = pa.schema([
+    ("event_date", _S), ("event_timestamp", pa.int64()), ("event_name", _S), ("user_pseudo_id", _S),
+    ("user_id", _S), ("platform", _S), ("ga_session_id", pa.int64()), ("ga_session_number", pa.int64()),
+    ("page_location", _S), ("page_title", _S), ("page_referrer", _S), ("engagement_time_msec", pa.int64()),
+    ("device_category", _S), ("device_os", _S), ("geo_country", _S), ("source", _S), ("medium", _S),
+    ("campaign", _S), ("gclid", _S), ("fbclid", _S), ("transaction_id", _S), ("value", pa.float64()),
+    ("currency", _S), ("items_json", _S), ("_visible_at", pa.timestamp("us", tz="UTC")),
+])
 
 
 def _chunks_by_events(sessions: np.ndarray, n_ev_s: np.ndarray, target: int):
@@ -556,7 +583,7 @@ def _event_table(o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, e
         "currency": dict_col(vocab["cur"], ords.currency[np.maximum(e_order, 0)], ~pur),
         "items_json": dict_col(vocab["items"], np.where(pur | is_item, item_idx, 0), ~(pur | is_item)),
         "_visible_at": ts_array(ts + delay[es]),
-    })
+    }), e_order[pur], eperson[has_uid]
 
 
 def _money(minor: np.ndarray) -> pa.Array:

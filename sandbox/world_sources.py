@@ -264,7 +264,7 @@ def make_sources(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4
     sf = _salesforce(ctx, ppl, ords, stripe_info)
     tables.update(sf.pop("tables"))
     tables.update(_ads(ctx, camps, ga4))
-    truth = _truth(ctx, camps, ppl, ords, ga4, stripe_info, sf, {**tables, "ga4_events": ga4.events})
+    truth = _truth(ctx, camps, ppl, ords, ga4, stripe_info, sf, tables)
     return tables, truth
 
 
@@ -645,9 +645,8 @@ def _truth(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4Result
     cus = np.full(n, -1, dtype=np.int64)
     cus[st["oi"]] = st["order_cus"]
     sc = st["succ_charge_of_order"]
-    ga4_pur = tables["ga4_events"].column("transaction_id").cast(pa.string())
-    tracked_ids = pc.unique(ga4_pur.drop_null())
-    seen = pc.is_in(ords.order_id, value_set=tracked_ids).to_numpy(zero_copy_only=False)
+    seen = np.zeros(n, dtype=bool)
+    seen[ga4.purchase_orders] = True
     is_tracked = np.where(ords.in_obs, seen, ords.tracked)
     outcome = np.where(ords.is_failed, "abandoned", np.where(ords.failed_first, "retried_succeeded", "succeeded"))
     orders = pa.table({
@@ -670,8 +669,6 @@ def _truth(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4Result
         "stripe_charge_id": null_where(sc < 0, st["charge_ids"].take(pa.array(np.maximum(sc, 0)))),
     })
     # identity
-    ev = tables["ga4_events"]
-    uid_seen = pc.unique(ev.column("user_id").drop_null().cast(pa.string()))
     dev = np.flatnonzero(ga4.device_seen & (ga4.device_person >= 0))
     parts = []
 
@@ -689,7 +686,7 @@ def _truth(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, ga4: GA4Result
     web_uid = join("u_", number_strings(ppl.web_user_num))
     has_uid = np.zeros(N, bool)
     has_uid[np.unique(ords.person[ords.in_obs])] = True
-    has_uid |= pc.is_in(web_uid, value_set=uid_seen).to_numpy(zero_copy_only=False)
+    has_uid[ga4.uid_persons] = True
     add("ga4_user_id", web_uid.filter(pa.array(has_uid)), np.flatnonzero(has_uid))
     add("ga4_user_pseudo_id", ga4.device_pseudo.take(pa.array(dev)), ga4.device_person[dev])
     # e-mails seen in any source (normalised: trimmed, lower-case), person ones only
