@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ingestion.spec import FieldSpec, ObjectSpec
 
@@ -93,7 +94,8 @@ def _cast(series: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
     if t == "date":
         out = pd.to_datetime(series, errors="coerce", format="mixed")
         bad = present & out.isna()
-        return out.dt.date.where(out.notna(), None), bad
+        dates = [d.date() if not pd.isna(d) else None for d in out]
+        return pd.Series(dates, index=series.index, dtype=pd.ArrowDtype(pa.date32())), bad
     raise ValueError(f"unknown field type {t!r} for {spec.name}")
 
 

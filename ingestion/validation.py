@@ -139,7 +139,7 @@ def validate_frame(
     cols = [c for c in frame.columns if c in present_columns]
     data = frame[cols].copy()
     for c in data.columns:
-        if str(data[c].dtype) in ("string", "boolean", "Int64"):
+        if str(data[c].dtype) in ("string", "boolean", "Int64") or isinstance(data[c].dtype, pd.ArrowDtype):
             data[c] = data[c].astype("object").where(data[c].notna(), None)
     data = data.reset_index(drop=True)
 

@@ -96,7 +96,9 @@ def run_daily(settings: Settings, start: dt.date, end: dt.date, conf: dict[str, 
     """
     dag = load_dag(settings)
     run_conf = {"start": start.isoformat(), "end": end.isoformat(), **(conf or {})}
-    logical = dt.datetime.combine(end, dt.time(0), tzinfo=dt.timezone.utc)
+    # the conf carries the dates; a unique logical date keeps every run in Airflow's history
+    # (dag.test replaces an existing run with the same logical date)
+    logical = dt.datetime.now(dt.timezone.utc)
     dr = dag.test(logical_date=logical, run_conf=run_conf)
     state = str(getattr(dr, "state", "unknown"))
     if "success" not in state:

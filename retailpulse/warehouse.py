@@ -233,6 +233,8 @@ class DuckDBWarehouse(Warehouse):
             con.unregister("__rp_frame")
 
     def _sql_type(self, series: pd.Series) -> str:
+        if str(series.dtype).startswith("date32"):
+            return "date"
         if pd.api.types.is_bool_dtype(series):
             return "boolean"
         if pd.api.types.is_integer_dtype(series):
@@ -303,6 +305,8 @@ class PostgresWarehouse(Warehouse):
         return {r[0]: r[1] for r in cur.fetchall()}
 
     def _sql_type(self, series: pd.Series) -> str:
+        if str(series.dtype).startswith("date32"):
+            return "date"
         if pd.api.types.is_bool_dtype(series):
             return "boolean"
         if pd.api.types.is_integer_dtype(series):
