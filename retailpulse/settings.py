@@ -95,6 +95,19 @@ class Settings(BaseSettings):
     http_max_retries: int = 6
     http_max_requests_per_second: float = 50.0
 
+    # --- consumption: scores API, dashboard, weekly report ---------------------------------
+    # The API refuses unauthenticated calls; without api_token it uses (or generates) a 0600
+    # token file, <data>/api_token by default.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = Field(None, description="bearer token file (default <data>/api_token)")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+    reports_dir: Path | None = Field(None, description="weekly HTML reports (default <home>/reports)")
+    report_email_to: str | None = Field(None, description="comma-separated recipients of the weekly report")
+    report_smtp_conn_id: str = "smtp_default"
+
     # --- derived paths (always absolute) ---------------------------------------------------
     @cached_property
     def data_path(self) -> Path:
@@ -119,6 +132,14 @@ class Settings(BaseSettings):
     @cached_property
     def serving_path(self) -> Path:
         return (self.serving_dir or self.home / "warehouse" / "serving").resolve()
+
+    @cached_property
+    def reports_path(self) -> Path:
+        return (self.reports_dir or self.home / "reports").resolve()
+
+    @cached_property
+    def api_token_path(self) -> Path:
+        return (self.api_token_file or self.data_path / "api_token").resolve()
 
     @property
     def dbt_project_dir(self) -> Path:
