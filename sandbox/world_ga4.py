@@ -459,7 +459,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, sink=None) -
                      uid_persons=np.unique(np.concatenate(uid_p)) if uid_p else np.zeros(0, int))
 
 
-CHUNK_EVENTS = 4_000_000
+CHUNK_EVENTS = 2_000_000
 _S = pa.string()
 GA4_SCHEMA = pa.schema([
     ("event_date", _S), ("event_timestamp", pa.int64()), ("event_name", _S), ("user_pseudo_id", _S),
