@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 UTC = dt.timezone.utc
@@ -84,10 +83,9 @@ def _str(s: Any) -> pd.Series:
 
 
 def _date(s: Any) -> pd.Series:
-    """Dates as an Arrow date32 column (DuckDB: DATE; Postgres: ISO text, like the loader)."""
+    """Dates as Python dates in an object column, like the loader (DuckDB: DATE; Postgres: text)."""
     d = pd.to_datetime(pd.Series(s), errors="coerce")
-    return pd.Series(pa.array(d.dt.date.where(d.notna(), None).tolist(), pa.date32()),
-                     index=pd.Series(s).index, dtype=pd.ArrowDtype(pa.date32()))
+    return pd.Series(d.dt.date.where(d.notna(), None).tolist(), index=pd.Series(s).index, dtype="object")
 
 
 def _bool(s: pd.Series) -> pd.Series:
@@ -145,7 +143,7 @@ def stripe_frames(world_path: Path) -> dict[str, pd.DataFrame]:
     ref = refunds.sort_values(["charge", "created", "id"], kind="stable").copy()
     ref["cum_refunded"] = ref.groupby("charge")["amount"].cumsum()
     chx = charges.set_index("id")
-    ref = ref[ref["charge"].isin(chx.index)]
+    ref = ref[ref["charge"].isin(chx.index)].reset_index(drop=True)
     c = chx.loc[ref["charge"]].reset_index()
     n = len(ref)
     none_s = pd.Series([None] * n, dtype="string")
@@ -403,6 +401,7 @@ def load_bronze(settings: Any, world_path: Path, as_of: dt.datetime | None = Non
         for table, df in frames.items():
             # recreate from the typed frame (an empty bronze table created from a spec may have
             # untyped date columns on DuckDB)
-            wh._exec(con, f'drop table if exists "{schema}"."{table}"')
+            cascade = " cascade" if wh.target == "postgres" else ""
+            wh._exec(con, f'drop table if exists "{schema}"."{table}"{cascade}')
             counts[table] = wh.replace_rows("bronze", table, df, where=None, con=con)
     return counts

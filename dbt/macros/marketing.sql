@@ -17,7 +17,7 @@
     {%- set shopping_sites = ['google shopping', 'shopping.google.com', 'amazon', 'amazon.com', 'ebay', 'ebay.com',
                               'etsy', 'etsy.com', 'walmart', 'shopify', 'igshopping', 'aliexpress'] -%}
     {%- set video_sites = ['youtube', 'youtube.com', 'm.youtube.com', 'vimeo', 'twitch', 'dailymotion', 'netflix'] -%}
-    {%- set src = "lower(coalesce(" ~ source ~ ", case when " ~ gclid ~ " is not null then 'google' end, '(direct)'))" -%}
+    {%- set src = "lower(coalesce(" ~ source ~ ", case when " ~ gclid ~ " is not null then 'google' when " ~ has_fbclid ~ " then 'facebook' end, '(direct)'))" -%}
     {%- set med = "lower(coalesce(" ~ medium ~ ", case when " ~ gclid ~ " is not null then 'cpc' end, '(none)'))" -%}
     {%- set cmp = "lower(coalesce(" ~ campaign ~ ", '(not set)'))" -%}
     {%- set paid_medium = "(" ~ med ~ " like '%cp%' or " ~ med ~ " in ('ppc', 'retargeting') or " ~ med ~ " like 'paid%')" -%}
@@ -35,7 +35,6 @@
         when {{ _rp_in_list(src, shopping_sites) }} or {{ shopping_campaign }} then 'Organic Shopping'
         when {{ _rp_in_list(src, social_sites) }}
             or {{ med }} in ('social', 'social-network', 'social-media', 'sm', 'social network', 'social media')
-            or ({{ has_fbclid }} and {{ src }} = '(direct)')
             then 'Organic Social'
         when {{ _rp_in_list(src, video_sites) }} or {{ med }} like '%video%' then 'Organic Video'
         when {{ _rp_in_list(src, search_sites) }} or {{ med }} = 'organic' then 'Organic Search'

@@ -20,7 +20,7 @@
 
 {#- Fractional days between two UTC timestamps. -#}
 {% macro days_between(first_ts, second_ts) -%}
-    (cast({{ dbt.datediff(first_ts, second_ts, 'second') }} as {{ dbt.type_float() }}) / 86400.0)
+    (cast({{ dbt.datediff(first_ts, second_ts, 'second') }} as {{ type_double() }}) / 86400.0)
 {%- endmacro %}
 
 {% macro regexp_like(value, pattern) -%}
@@ -117,4 +117,9 @@
         where {{ key }} is not null
     ) as versions
     where version_rank = 1
+{%- endmacro %}
+
+{#- 8-byte floating point on every engine (type_double() is a 4-byte REAL on DuckDB). -#}
+{% macro type_double() -%}
+    double precision
 {%- endmacro %}

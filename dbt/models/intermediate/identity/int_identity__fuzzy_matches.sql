@@ -102,6 +102,6 @@ select
     label_a,
     label_b,
     match_rule,
-    cast(match_confidence as {{ dbt.type_float() }}) as match_confidence
+    cast(match_confidence as {{ type_double() }}) as match_confidence
 from ranked
 where pair_rank = 1

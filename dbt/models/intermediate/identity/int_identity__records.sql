@@ -3,14 +3,21 @@
 -- and survivorship. PII: silver only.
 {{ config(materialized='table') }}
 
-with countries as (
+with country_rows as (
     select
         upper(country_code) as country_code,
-        lower(country_name) as country_name_lower,
+        upper(country_name) as country_name_upper,
         cast(calling_code as {{ dbt.type_string() }}) as calling_code,
         cast(trunk_prefix as {{ dbt.type_string() }}) as trunk_prefix,
         cast(nsn_length as {{ dbt.type_int() }}) as nsn_length
     from {{ ref('countries') }}
+),
+
+countries as (
+    -- lookup by ISO code or by English name
+    select country_code as country_key, country_code, calling_code, trunk_prefix, nsn_length from country_rows
+    union
+    select country_name_upper, country_code, calling_code, trunk_prefix, nsn_length from country_rows
 ),
 
 stripe_customers as (
@@ -118,9 +125,7 @@ with_country as (
         countries.trunk_prefix,
         countries.nsn_length
     from records
-    left join countries
-        on upper(trim(records.country_raw)) = countries.country_code
-        or lower(trim(records.country_raw)) = countries.country_name_lower
+    left join countries on upper(trim(records.country_raw)) = countries.country_key
 ),
 
 normalised as (

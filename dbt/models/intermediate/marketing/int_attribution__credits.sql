@@ -19,7 +19,7 @@ flags as (
         max(case when channel_group <> 'Direct' then touchpoint_index end) over (partition by order_id)
             as last_non_direct_index,
         power(
-            cast(2.0 as {{ dbt.type_float() }}),
+            cast(2.0 as {{ type_double() }}),
             -1.0 * days_before_conversion / {{ var('attribution_half_life_days') }}
         ) as decay_weight
     from touchpoints
@@ -79,6 +79,6 @@ select
     touched_at,
     ordered_at,
     is_first_order,
-    cast(credit as {{ dbt.type_float() }}) as credit,
-    cast(credit * net_revenue as {{ dbt.type_float() }}) as attributed_revenue
+    cast(credit as {{ type_double() }}) as credit,
+    cast(credit * net_revenue as {{ type_double() }}) as attributed_revenue
 from credits

@@ -42,7 +42,18 @@ conversions as (
     inner join converting_sessions on orders.order_id = converting_sessions.order_id
 ),
 
-candidate_touches as (
+candidate_sessions as (
+    -- sessions of the customer, and of the converting device (stitched or not)
+    select conversions.order_id, sessions.session_id
+    from conversions
+    inner join sessions on sessions.customer_id = conversions.customer_id
+    union
+    select conversions.order_id, sessions.session_id
+    from conversions
+    inner join sessions on sessions.user_pseudo_id = conversions.converting_user_pseudo_id
+),
+
+touches as (
     select
         conversions.*,
         sessions.session_id,
@@ -52,18 +63,11 @@ candidate_touches as (
         sessions.medium,
         sessions.campaign,
         sessions.campaign_key
-    from conversions
-    inner join sessions
-        on (
-            sessions.customer_id = conversions.customer_id
-            or sessions.user_pseudo_id = conversions.converting_user_pseudo_id
-        )
-        and sessions.started_at <= conversions.converting_session_started_at
+    from candidate_sessions
+    inner join conversions on candidate_sessions.order_id = conversions.order_id
+    inner join sessions on candidate_sessions.session_id = sessions.session_id
+    where sessions.started_at <= conversions.converting_session_started_at
         and sessions.started_at >= {{ dbt.dateadd('day', -(var('attribution_lookback_days') | int), 'conversions.ordered_at') }}
-),
-
-touches as (
-    select distinct * from candidate_touches
 )
 
 select

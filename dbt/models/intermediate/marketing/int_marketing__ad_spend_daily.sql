@@ -12,7 +12,7 @@ with google_ads as (
 meta as (
     select
         campaign_stat_id, ad_platform, ad_account_id, campaign_id, campaign_name, campaign_key, stat_date,
-        spend, currency, clicks, impressions, cast(null as {{ dbt.type_float() }}) as platform_conversions,
+        spend, currency, clicks, impressions, cast(null as {{ type_double() }}) as platform_conversions,
         'facebook' as utm_source, 'paid_social' as utm_medium
     from {{ ref('stg_meta__campaign_insights') }}
 ),

@@ -1,6 +1,6 @@
 -- Conversion factor from each currency into the reporting currency (var reporting_currency).
 with rates as (
-    select upper(currency) as currency, cast(rate_to_usd as {{ dbt.type_float() }}) as rate_to_usd
+    select upper(currency) as currency, cast(rate_to_usd as {{ type_double() }}) as rate_to_usd
     from {{ ref('fx_rates') }}
 ),
 

@@ -25,7 +25,9 @@ window_events as (
     select * from all_events
     {% if is_incremental() %}
     where event_date >= (
-        select {{ dbt.dateadd('day', -lookback, 'max(event_date)') }} from {{ this }}
+        select coalesce(
+            {{ dbt.dateadd('day', -lookback, 'max(event_date)') }}, cast('1900-01-01' as timestamp)
+        ) from {{ this }}
     )
     {% endif %}
 ),

@@ -21,7 +21,9 @@ with events as (
     where session_id in (
         select session_id from {{ ref('int_ga4__events') }}
         where event_date >= (
-            select {{ dbt.dateadd('day', -lookback, 'max(last_event_date)') }} from {{ this }}
+            select coalesce(
+            {{ dbt.dateadd('day', -lookback, 'max(last_event_date)') }}, cast('1900-01-01' as timestamp)
+        ) from {{ this }}
         )
     )
     {% endif %}

@@ -1,6 +1,8 @@
 -- GA4 sessions stitched to the resolved customer: through the session's user_id (logged in),
 -- else through the device (user_pseudo_id), which covers the anonymous sessions of a device
 -- before its first login. Country normalised to ISO codes.
+{{ config(materialized='table') }}
+
 with sessions as (
     select * from {{ ref('int_ga4__sessions') }}
 ),
@@ -11,8 +13,10 @@ identity as (
 ),
 
 countries as (
-    select upper(country_code) as country_code, lower(country_name) as country_name_lower
-    from {{ ref('countries') }}
+    -- lookup by ISO code or by English name
+    select upper(country_code) as country_key, upper(country_code) as country_code from {{ ref('countries') }}
+    union
+    select upper(country_name), upper(country_code) from {{ ref('countries') }}
 )
 
 select
@@ -26,6 +30,4 @@ select
 from sessions
 left join identity as by_user on by_user.node_id = 'ga4_user_id:' || sessions.user_id
 left join identity as by_device on by_device.node_id = 'ga4_user_pseudo_id:' || sessions.user_pseudo_id
-left join countries
-    on upper(sessions.country) = countries.country_code
-    or lower(sessions.country) = countries.country_name_lower
+left join countries on upper(sessions.country) = countries.country_key

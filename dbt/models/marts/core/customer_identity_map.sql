@@ -14,7 +14,7 @@ shaped as (
         identifier_type = 'email' as is_hashed,
         customer_id,
         match_rule,
-        cast(match_confidence as {{ dbt.type_float() }}) as match_confidence,
+        cast(match_confidence as {{ type_double() }}) as match_confidence,
         customer_id is null as is_anonymous,
         first_seen_at
     from resolved

@@ -90,7 +90,7 @@ select
     ) as last_seen_at,
     case
         when first_sessions.channel_group is not null then first_sessions.channel_group
-        when golden.crm_lead_source is not null then 'CRM: ' || golden.crm_lead_source
+        when golden.crm_lead_source is not null then 'CRM - ' || golden.crm_lead_source
     end as acquisition_channel,
     first_sessions.campaign as acquisition_campaign,
     first_sessions.source as acquisition_source,

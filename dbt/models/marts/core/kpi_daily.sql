@@ -88,7 +88,7 @@ select
     coalesce(daily_orders.new_customer_revenue, 0) as new_customer_revenue,
     coalesce(daily_sessions.sessions, 0) as sessions,
     coalesce(daily_sessions.converted_sessions, 0) as converted_sessions,
-    cast(daily_sessions.converted_sessions as {{ dbt.type_float() }}) / nullif(daily_sessions.sessions, 0)
+    cast(daily_sessions.converted_sessions as {{ type_double() }}) / nullif(daily_sessions.sessions, 0)
         as session_conversion_rate,
     '{{ var("reporting_currency") }}' as reporting_currency
 from spine

@@ -56,7 +56,7 @@ select
     grid.months_since_first_order,
     grid.cohort_size,
     coalesce(activity.active_customers, 0) as active_customers,
-    cast(coalesce(activity.active_customers, 0) as {{ dbt.type_float() }}) / grid.cohort_size as retention_rate,
+    cast(coalesce(activity.active_customers, 0) as {{ type_double() }}) / grid.cohort_size as retention_rate,
     coalesce(activity.orders, 0) as orders,
     coalesce(activity.net_revenue, 0) as net_revenue,
     '{{ var("reporting_currency") }}' as reporting_currency

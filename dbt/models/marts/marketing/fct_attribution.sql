@@ -21,8 +21,8 @@ data_driven as (
         cast(medium as {{ dbt.type_string() }}) as medium,
         cast(campaign as {{ dbt.type_string() }}) as campaign,
         cast(touched_at as timestamp) as touched_at,
-        cast(credit as {{ dbt.type_float() }}) as credit,
-        cast(attributed_revenue as {{ dbt.type_float() }}) as attributed_revenue
+        cast(credit as {{ type_double() }}) as credit,
+        cast(attributed_revenue as {{ type_double() }}) as attributed_revenue
     from {{ source('ml', 'fct_attribution_ml') }}
     where model not in (select distinct model from rule_based)
 ),

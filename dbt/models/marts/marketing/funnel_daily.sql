@@ -23,9 +23,9 @@ select
     {{ dbt.hash(dbt.concat(["cast(date_day as " ~ dbt.type_string() ~ ")", "'|'", 'platform', "'|'", 'channel_group'])) }}
         as funnel_day_id,
     daily.*,
-    cast(view_item_sessions as {{ dbt.type_float() }}) / nullif(sessions, 0) as view_item_rate,
-    cast(add_to_cart_sessions as {{ dbt.type_float() }}) / nullif(view_item_sessions, 0) as add_to_cart_rate,
-    cast(begin_checkout_sessions as {{ dbt.type_float() }}) / nullif(add_to_cart_sessions, 0) as begin_checkout_rate,
-    cast(purchase_sessions as {{ dbt.type_float() }}) / nullif(begin_checkout_sessions, 0) as purchase_rate,
-    cast(purchase_sessions as {{ dbt.type_float() }}) / nullif(sessions, 0) as session_conversion_rate
+    cast(view_item_sessions as {{ type_double() }}) / nullif(sessions, 0) as view_item_rate,
+    cast(add_to_cart_sessions as {{ type_double() }}) / nullif(view_item_sessions, 0) as add_to_cart_rate,
+    cast(begin_checkout_sessions as {{ type_double() }}) / nullif(add_to_cart_sessions, 0) as begin_checkout_rate,
+    cast(purchase_sessions as {{ type_double() }}) / nullif(begin_checkout_sessions, 0) as purchase_rate,
+    cast(purchase_sessions as {{ type_double() }}) / nullif(sessions, 0) as session_conversion_rate
 from daily

@@ -26,7 +26,7 @@ select
     cases.case_status = 'Escalated' as is_escalated,
     case
         when cases.is_closed and cases.closed_at is not null
-        then cast({{ dbt.datediff('cases.created_at', 'cases.closed_at', 'second') }} as {{ dbt.type_float() }}) / 3600.0
+        then cast({{ dbt.datediff('cases.created_at', 'cases.closed_at', 'second') }} as {{ type_double() }}) / 3600.0
     end as resolution_hours,
     cases.last_modified_at
 from cases

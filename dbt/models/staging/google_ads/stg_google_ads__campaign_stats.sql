@@ -13,7 +13,7 @@ select
     campaign__name as campaign_name,
     {{ campaign_key('campaign__name') }} as campaign_key,
     {{ to_date('segments__date') }} as stat_date,
-    cast(metrics__cost_micros as {{ dbt.type_float() }}) / 1000000.0 as spend,
+    cast(metrics__cost_micros as {{ type_double() }}) / 1000000.0 as spend,
     upper('{{ var("google_ads_currency") }}') as currency,
     coalesce(metrics__clicks, 0) as clicks,
     coalesce(metrics__impressions, 0) as impressions,

@@ -13,7 +13,7 @@ select
     campaign_name,
     {{ campaign_key('campaign_name') }} as campaign_key,
     {{ to_date('date_start') }} as stat_date,
-    cast(spend as {{ dbt.type_float() }}) as spend,
+    cast(spend as {{ type_double() }}) as spend,
     upper('{{ var("meta_currency") }}') as currency,
     coalesce(clicks, 0) as clicks,
     coalesce(impressions, 0) as impressions

@@ -4,7 +4,7 @@ with latest as (
 ),
 
 fx_rates as (
-    select upper(currency) as currency, cast(rate_to_usd as {{ dbt.type_float() }}) as rate_to_usd
+    select upper(currency) as currency, cast(rate_to_usd as {{ type_double() }}) as rate_to_usd
     from {{ ref('fx_rates') }}
 ),
 

@@ -21,7 +21,7 @@ select
     order_key as order_id,
     nullif(trim(customer_ref), '') as customer_ref,
     {{ to_utc('ordered_at') }} as ordered_at,
-    cast(amount as {{ dbt.type_float() }}) as amount,
+    cast(amount as {{ type_double() }}) as amount,
     upper(coalesce(nullif(trim(currency), ''), '{{ var("reporting_currency") }}')) as currency,
     quantity,
     source_file,
