@@ -516,7 +516,7 @@ def _salesforce(ctx: Ctx, ppl: People, ords: Orders, st: dict) -> dict:
         (t_e, {"Status": pa.array(["Escalated"] * ncs, pa.string()),
                "Priority": pa.array(["High"] * ncs, pa.string())}),
         (t_cl, {"Status": pa.array(["Closed"] * ncs, pa.string()), "IsClosed": np.ones(ncs, bool),
-                "ClosedDate": ts_array(np.where(t_cl < NEVER, t_cl, 0))})], end)
+                "ClosedDate": ts_array(np.where(t_cl < NEVER, t_cl, 0) // US * US)})], end)
 
     return {"tables": {"sf_account": account, "sf_contact": contact, "sf_lead": lead, "sf_opportunity": opp,
                        "sf_case": cases},
