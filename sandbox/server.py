@@ -13,10 +13,24 @@ into ``ga4_export_dir`` for the events visible at the clock.
 
 The clock ("now" of every source) starts at ``as_of`` (default: the end of the world's
 observation period) and is moved with :meth:`SandboxServer.set_clock` or
-``POST /_sandbox/clock {"as_of": ISO8601}``. Python use::
+``POST /_sandbox/clock {"as_of": ISO8601}`` (``GET`` reads it; ``GET /_sandbox/health``;
+``GET|POST /_sandbox/faults`` reads or replaces the fault settings). Python use::
 
-    with SandboxServer(world_path) as sb:
+    with SandboxServer(world_path, ga4_export_dir=tmp / "ga4") as sb:
         client = stripe.StripeClient(sb.credentials["stripe_api_key"], base_addresses={"api": sb.http_url})
+
+        session = requests.Session()
+        session.verify = str(sb.ca_path)
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE silently override session.verify
+        sf = simple_salesforce.Salesforce(instance_url=sb.https_url, session=session,
+                                          session_id=sb.credentials["salesforce_session_id"], version="59.0")
+
+        sb.set_clock("2025-06-30T00:00:00Z")   # every API (and the GA4 files) now show that moment
+
+Rate-limit shapes: Stripe 429 + ``Stripe-Should-Retry: true``; Salesforce 403
+``REQUEST_LIMIT_EXCEEDED`` (what Salesforce answers; simple-salesforce raises
+``SalesforceRefusedRequest``); Google Ads 429 ``RESOURCE_EXHAUSTED``; Meta HTTP 400 with error
+code 17 (subcode 2446079), 613 or 4 and ``X-Business-Use-Case-Usage``. All carry ``Retry-After: 1``.
 """
 
 from __future__ import annotations
@@ -221,6 +235,7 @@ class SandboxServer:
         self._apis: dict[str, Any] = {}
         self._routes: dict[str, list[tuple[str, re.Pattern[str], Any, Any, str]]] = {"http": [], "https": []}
         self.ga4: Any = None
+        self.ga4_error: str | None = None
         self._ga4_thread: threading.Thread | None = None
         self._started = False
         self.default_as_of: dt.datetime | None = None
@@ -253,8 +268,8 @@ class SandboxServer:
             th.start()
             self._threads.append(th)
         self._started = True
-        if self.ga4 is not None:
-            self._ga4_thread = threading.Thread(target=self._ga4_write, name="sandbox-ga4", daemon=True)
+        if self.ga4_export_dir is not None:  # indexing + the first write run in the background
+            self._ga4_thread = threading.Thread(target=self._ga4_start, name="sandbox-ga4", daemon=True)
             self._ga4_thread.start()
         log.info("sandbox started in %.2fs: %s %s", time.monotonic() - t0, self.http_url, self.https_url)
         return self
@@ -307,15 +322,16 @@ class SandboxServer:
         return self._t_us
 
     def set_clock(self, ts: Any) -> dict[str, Any]:
-        """Move "now" (any ISO 8601 string, date, datetime or epoch seconds). Rewrites GA4 files."""
-        t = to_us(ts)
+        """Move "now" (any ISO 8601 string, date, datetime or epoch seconds).
+
+        The APIs see the new time at once; the GA4 export is brought up to it before returning.
+        """
+        self._t_us = to_us(ts)
+        result: dict[str, Any] = {"as_of": iso_z(self._t_us)}
+        self.wait_ga4()  # the export built at start must exist before it can be moved
         with self._clock_lock:
-            self._t_us = t
-            result: dict[str, Any] = {"as_of": iso_z(t)}
             if self.ga4 is not None and self._started:
-                if self._ga4_thread is not None:
-                    self._ga4_thread.join()
-                result["ga4"] = self.ga4.write(t)
+                result["ga4"] = self.ga4.write(self._t_us)  # the latest clock, even if another call moved it
         return result
 
     def set_faults(self, config: FaultConfig) -> None:
@@ -323,24 +339,32 @@ class SandboxServer:
 
         GA4 export files are rewritten when the record-fault settings that apply to them change.
         """
+        self.faults.configure(config)
+        self.wait_ga4()
         with self._clock_lock:
-            self.faults.configure(config)
             if self.ga4 is not None and self._started:
-                if self._ga4_thread is not None:
-                    self._ga4_thread.join()
                 self.ga4.write(self._t_us)
 
     def wait_ga4(self, timeout: float | None = None) -> None:
-        """Block until the GA4 export written at start is complete."""
-        if self._ga4_thread is not None:
-            self._ga4_thread.join(timeout)
+        """Block until the GA4 export written at start is complete; raise if it failed."""
+        th = self._ga4_thread
+        if th is not None and th is not threading.current_thread():
+            th.join(timeout)
+        if self.ga4_error:
+            raise RuntimeError("the GA4 export writer failed: " + self.ga4_error.strip().splitlines()[-1])
 
-    def _ga4_write(self) -> None:
+    def _ga4_start(self) -> None:
+        from sandbox.apis.ga4_export import GA4ExportWriter
+
         try:
+            writer = GA4ExportWriter(self.world, self.ga4_export_dir, self.meta, faults=self.faults,
+                                     fmt=self.ga4_format)
             with self._clock_lock:
-                self.ga4.write(self._t_us)
+                writer.write(self._t_us)
+                self.ga4 = writer
         except Exception:
-            log.error("GA4 export failed\n%s", traceback.format_exc())
+            self.ga4_error = traceback.format_exc()
+            log.error("GA4 export failed\n%s", self.ga4_error)
 
     # --- APIs ------------------------------------------------------------------------------
     def _build_apis(self) -> None:
@@ -363,14 +387,6 @@ class SandboxServer:
             self._apis["meta"] = MetaAPI(self.world, c)
         except ImportError:
             pass
-        if self.ga4_export_dir is not None:
-            try:
-                from sandbox.apis.ga4_export import GA4ExportWriter
-            except ImportError:
-                GA4ExportWriter = None  # noqa: N806
-            if GA4ExportWriter is not None:
-                self.ga4 = GA4ExportWriter(self.world, self.ga4_export_dir, self.meta, faults=self.faults,
-                                           fmt=self.ga4_format)
         listeners = {"stripe": "http", "google_ads": "http", "meta": "http", "salesforce": "https"}
         self._routes = {"http": [], "https": []}
         for name, api in self._apis.items():
@@ -412,10 +428,11 @@ class SandboxServer:
     # --- admin -----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         ga4 = None
-        if self.ga4 is not None:
+        if self.ga4_export_dir is not None:
             busy = self._ga4_thread is not None and self._ga4_thread.is_alive()
-            ga4 = {"dir": str(self.ga4_export_dir), "state": "writing" if busy else "ready",
-                   "days": self.ga4.days_written()}
+            state = "writing" if busy else "failed" if self.ga4_error else "ready"
+            ga4 = {"dir": str(self.ga4_export_dir), "state": state,
+                   "days": self.ga4.days_written() if self.ga4 is not None else 0}
         return {
             "status": "ok", "as_of": iso_z(self._t_us),
             "world": {"path": str(self.world_path), "size": self.meta.get("size"), "seed": self.meta.get("seed"),

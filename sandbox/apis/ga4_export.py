@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import from_us, ts_column_us, world_table
+from sandbox.apis.common import from_us, ts_column_us
 from sandbox.apis.faults import FaultConfig, FaultInjector
 
 MANIFEST = ".sandbox_manifest.json"
@@ -50,42 +50,38 @@ class GA4ExportWriter:
         self.faults = faults
         self._lock = threading.Lock()
         self.fx = {k.upper(): float(v) for k, v in (meta.get("fx_to_usd") or {"USD": 1.0}).items()}
-        t: pa.Table = world_table(world, "ga4_events")
+        # one time-ordered, single-chunk copy of the events: days are contiguous slices and
+        # take() stays fast (take on a many-chunk table copies whole columns per call)
+        t = _contiguous(_read_events(world))
         day_int = pc.cast(t.column("event_date"), pa.int32())
-        t = t.append_column("_day", day_int)
-        order = pc.sort_indices(t, sort_keys=[("_day", "ascending"), ("event_timestamp", "ascending")])
+        order = pc.sort_indices(pa.table({"d": day_int, "ts": t.column("event_timestamp")}),
+                                sort_keys=[("d", "ascending"), ("ts", "ascending")])
+        days = np.asarray(day_int.take(order).to_numpy(zero_copy_only=False), dtype=np.int64)
         t = t.take(order)
+        del order, day_int
         self.table = t
+        n = t.num_rows
         self.vis = ts_column_us(t.column("_visible_at"))
-        days = np.asarray(t.column("_day").to_numpy(zero_copy_only=False), dtype=np.int64)
-        if len(days):
+        if n:
             starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-            ends = np.r_[starts[1:], len(days)]
-            self.day_spans = {int(days[s]): (int(s), int(e)) for s, e in zip(starts, ends)}
+            ends = np.r_[starts[1:], n]
+            self.day_spans = {int(days[s_]): (int(s_), int(e)) for s_, e in zip(starts, ends)}
         else:
             self.day_spans = {}
-        self._first_touch = self._first_touch_table(t)
+        del days
+        # first-user traffic source: each device's first event in time order
+        enc = pc.dictionary_encode(t.column("user_pseudo_id").combine_chunks())
+        self.device_code = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        uniq, first_pos = np.unique(self.device_code, return_index=True)
+        self.first_row = np.zeros(len(enc.dictionary), dtype=np.int64)
+        self.first_row[uniq] = first_pos
+        del enc
         start = meta.get("start")
         self.first_day = dt.date.fromisoformat(str(start)[:10]) if start else (
             dt.datetime.strptime(str(min(self.day_spans)), "%Y%m%d").date() if self.day_spans else dt.date.today())
         self.identity = {"world": str(meta.get("size")) + "-" + str(meta.get("seed")), "counts": meta.get("counts"),
                          "start": meta.get("start"), "end": meta.get("end"), "format": fmt}
         self._manifest: dict[str, Any] | None = None
-
-    # --- first-user traffic source ---------------------------------------------------------
-    @staticmethod
-    def _first_touch_table(t: pa.Table) -> pa.Table:
-        if t.num_rows == 0:
-            return pa.table({"user_pseudo_id": pa.array([], pa.string())})
-        o = pc.sort_indices(t, sort_keys=[("user_pseudo_id", "ascending"), ("event_timestamp", "ascending")])
-        s = t.select(["user_pseudo_id", "event_timestamp", "source", "medium", "campaign"]).take(o)
-        ids = s.column("user_pseudo_id").combine_chunks()
-        n = len(ids)
-        first = np.ones(n, dtype=bool)
-        if n > 1:
-            same = pc.fill_null(pc.equal(ids.slice(1), ids.slice(0, n - 1)), False)
-            first[1:] = ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
-        return s.filter(pa.array(first))
 
     # --- manifest --------------------------------------------------------------------------
     def _load_manifest(self) -> dict[str, Any]:
@@ -223,8 +219,8 @@ class GA4ExportWriter:
             local = np.flatnonzero(self.vis[a:b] <= t_us)
             locals_.append(local)
             globals_.append(local + a)
-        sub = self.table.take(pa.array(np.concatenate(globals_), pa.int64()))
-        all_lines = self._lines(sub)
+        rows = np.concatenate(globals_)
+        all_lines = self._lines(rows)
         off = 0
         for key, local in zip(keys, locals_):
             a, b = self.day_spans[int(key)]
@@ -286,14 +282,16 @@ class GA4ExportWriter:
         return pa.array(out, pa.string())
 
     # --- vectorised NDJSON -----------------------------------------------------------------
-    def _lines(self, sub: pa.Table) -> pa.Array:
-        """One export-schema JSON object per event, built with pyarrow string kernels."""
-        n = sub.num_rows
+    def _lines(self, rows: np.ndarray) -> pa.Array:
+        """One export-schema JSON object per event (rows of the world table), built with pyarrow string kernels."""
+        n = len(rows)
         if n == 0:
             return pa.array([], pa.string())
-        col = lambda name: sub.column(name).combine_chunks() if name in sub.column_names else pa.nulls(n, pa.string())  # noqa: E731
-        ft = self._first_touch
-        first = ft.take(pc.index_in(sub.column("user_pseudo_id"), value_set=ft.column("user_pseudo_id")))
+        sub = self.table.take(pa.array(rows, pa.int64()))
+        col = lambda name: _plain(sub.column(name)) if name in sub.column_names else pa.nulls(n, pa.string())  # noqa: E731
+        first_rows = self.first_row[self.device_code[rows]]
+        ft = self.table.select(["event_timestamp", "source", "medium", "campaign"]).take(pa.array(first_rows, pa.int64()))
+        first = pa.table({k: _plain(ft.column(k)) for k in ft.column_names})
         name = col("event_name")
         is_session_start = pc.fill_null(pc.equal(name, "session_start"), False)
 
@@ -395,6 +393,39 @@ class GA4ExportWriter:
         return pa.array(qty, mask=~valid), pa.array(uniq, mask=~valid)
 
 
+
+
+def _read_events(world: Any) -> pa.Table:
+    """The GA4 events straight from the world's file (not through the World's cache), else the table."""
+    path = getattr(world, "path", None)
+    if path is not None and (Path(path) / "ga4_events.parquet").exists():
+        import pyarrow.parquet as pq
+
+        return pq.read_table(Path(path) / "ga4_events.parquet")
+    return getattr(world, "ga4_events")
+
+
+def _contiguous(t: pa.Table) -> pa.Table:
+    """Dictionary columns decoded, one chunk per column (large_string where 2 GB offsets would overflow)."""
+    cols = []
+    for f in t.schema:
+        col = t.column(f.name)
+        if pa.types.is_dictionary(f.type):
+            col = pc.cast(col, f.type.value_type)
+        try:
+            arr = col.combine_chunks()
+        except (pa.ArrowInvalid, pa.ArrowCapacityError, OverflowError):
+            arr = pc.cast(col, pa.large_string()).combine_chunks()
+        cols.append(arr)
+    return pa.table(cols, names=t.column_names)
+
+
+def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array, dictionary-encoded values decoded."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = pc.cast(arr, arr.type.value_type)
+    return arr
 
 
 def _js(arr: pa.Array) -> pa.Array:
