@@ -1,6 +1,6 @@
 """RetailPulse machine learning: pure functions from pandas DataFrames to DataFrames.
 
-Modules (only :mod:`ml.artifacts` touches the file system):
+Modules (only :mod:`ml.artifacts` touches the file system, only :mod:`ml.jobs` the warehouse):
 
 - :mod:`ml.features`    RFM summary (lifetimes' definitions; reference for the SQL model),
                         behavioural features and future-window labels from a transaction log.
@@ -13,4 +13,7 @@ Modules (only :mod:`ml.artifacts` touches the file system):
 - :mod:`ml.pipeline`    one call: backtest, train, score (``run_ml``).
 - :mod:`ml.artifacts`   save/load model artifacts with metadata.
 - :mod:`ml.synthetic`   BG/NBD + Gamma-Gamma simulator with known parameters (tests, benchmarks).
+- :mod:`ml.jobs`        the warehouse integration: features from gold (RFM in SQL), weekly training
+                        with gold.ml_model_runs and champion.json, daily scoring into
+                        gold.customer_scores and gold.fct_attribution_ml.
 """

@@ -76,6 +76,8 @@ Model = Literal["markov", "shapley"]
 
 
 def _as_channel_tuple(value: object) -> tuple[str, ...]:
+    if type(value) is tuple and all(type(v) is str and v for v in value):
+        return value  # already normalised (the common case on re-normalisation)
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ()
     if isinstance(value, str):

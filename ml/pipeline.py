@@ -41,8 +41,10 @@ from ml.evaluation import calibration_table, churn_baseline_metrics, churn_metri
 from ml.features import DateLike, _as_day, _column_tz, _day_column
 from ml.scoring import build_customer_scores, build_model_run_record, mark_champions, model_runs_frame
 from ml.supervised import (
+    FEATURE_COLUMNS,
     ChurnModel,
     CLVRegressor,
+    ExtraFeatures,
     SupervisedConfig,
     build_features,
     build_training_set,
@@ -82,6 +84,7 @@ def run_ml(
     customer_col: str = "customer_id",
     time_col: str = "ordered_at",
     amount_col: str = "amount",
+    extra_features: ExtraFeatures | None = None,
 ) -> MLRunResult:
     """Backtest, train and score (see module docstring).  Needs at least ``2 * horizon_days`` of history."""
     cfg = config or SupervisedConfig()
@@ -99,10 +102,20 @@ def run_ml(
     }
 
     # 1. backtest
-    train_bt = build_training_set(transactions, as_of - pd.Timedelta(days=h), horizon_days=h, penalizer_coef=penalizer_coef, **cols)
-    holdout = build_training_set(transactions, as_of, horizon_days=h, penalizer_coef=penalizer_coef, **cols)
-    churn_bt = train_churn_model(train_bt.X, train_bt.churned, config=cfg, horizon_days=h)
-    reg_bt = train_clv_regressor(train_bt.X, train_bt.future_spend, config=cfg, horizon_days=h)
+    train_bt = build_training_set(
+        transactions, as_of - pd.Timedelta(days=h), horizon_days=h, penalizer_coef=penalizer_coef,
+        extra_features=extra_features, **cols,
+    )
+    holdout = build_training_set(
+        transactions, as_of, horizon_days=h, penalizer_coef=penalizer_coef, extra_features=extra_features, **cols
+    )
+    if train_bt.feature_names != holdout.feature_names:
+        raise ValueError(
+            f"extra features differ between feature dates: {train_bt.feature_names} vs {holdout.feature_names}"
+        )
+    names = holdout.feature_names
+    churn_bt = train_churn_model(train_bt.X, train_bt.churned, config=cfg, horizon_days=h, feature_names=names)
+    reg_bt = train_clv_regressor(train_bt.X, train_bt.future_spend, config=cfg, horizon_days=h, feature_names=names)
     y_churn, y_spend = holdout.churned, holdout.future_spend
     p_churn = churn_bt.predict_proba(holdout.X)
     spend_bg = holdout.frame["expected_spend_horizon"].to_numpy(dtype="float64")
@@ -135,23 +148,26 @@ def run_ml(
     )
 
     # 2. final models
-    churn_final = train_churn_model(holdout.X, holdout.churned, config=cfg, horizon_days=h)
-    reg_final = train_clv_regressor(holdout.X, holdout.future_spend, config=cfg, horizon_days=h)
+    churn_final = train_churn_model(holdout.X, holdout.churned, config=cfg, horizon_days=h, feature_names=names)
+    reg_final = train_clv_regressor(holdout.X, holdout.future_spend, config=cfg, horizon_days=h, feature_names=names)
     feats_now, clv_now = build_features(
         transactions, as_of, horizon_days=h, penalizer_coef=penalizer_coef,
         monthly_discount_rate=monthly_discount_rate,
         customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+        extra_features=None if extra_features is None else extra_features(as_of),
     )
 
     # 3. versions, runs, scores
     window = {"train_start": data_start, "train_end": as_of, "horizon_days": h}
+    extra_names = [c for c in names if c not in FEATURE_COLUMNS]
+    extra = {"extra_features": extra_names} if extra_names else {}  # versions without extras stay as before
     versions = {
         CLV_MODEL: make_model_version(
             CLV_MODEL, as_of,
             {"params": clv_now.params, "penalizer": penalizer_coef, "discount": monthly_discount_rate, "data": fingerprint, **window},
         ),
-        CLV_XGB_MODEL: make_model_version(CLV_XGB_MODEL, as_of, {"config": asdict(cfg), "data": fingerprint, **window}),
-        CHURN_MODEL: make_model_version(CHURN_MODEL, as_of, {"config": asdict(cfg), "data": fingerprint, **window}),
+        CLV_XGB_MODEL: make_model_version(CLV_XGB_MODEL, as_of, {"config": asdict(cfg), "data": fingerprint, **window, **extra}),
+        CHURN_MODEL: make_model_version(CHURN_MODEL, as_of, {"config": asdict(cfg), "data": fingerprint, **window, **extra}),
     }
     n_customers = {CLV_MODEL: len(feats_now), CLV_XGB_MODEL: len(holdout.frame), CHURN_MODEL: len(holdout.frame)}
     records = []

@@ -22,7 +22,7 @@ count make repeated runs bit-identical.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +63,43 @@ PROBABILISTIC_FEATURES: tuple[str, ...] = (
     "expected_spend_horizon",
 )
 FEATURE_COLUMNS: tuple[str, ...] = RFM_FEATURES + BEHAVIOR_FEATURES + PROBABILISTIC_FEATURES
+
+ExtraFeatures = Callable[[pd.Timestamp], pd.DataFrame]
+"""``as_of -> frame`` of additional numeric features (``customer_id`` + columns) known on ``as_of``.
+
+Used for features that do not come from the transaction log (sessions, support cases, consent;
+see :mod:`ml.jobs`).  The callable is asked once per feature date of a time split, so it must
+only use information from on or before the date it is given.
+"""
+
+
+def merge_extra_features(features: pd.DataFrame, extra: pd.DataFrame | None) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """``features`` left-joined with the numeric columns of ``extra`` on ``customer_id``.
+
+    Returns the merged frame and the names of the added columns (in ``extra``'s order).
+    Customers missing from ``extra`` get NaN (xgboost treats it as missing).  Column names that
+    clash with :data:`FEATURE_COLUMNS` raise ``ValueError``.
+    """
+    if extra is None:
+        return features, ()
+    if "customer_id" not in extra.columns:
+        raise ValueError(f"extra features need a customer_id column; got {list(extra.columns)}")
+    if extra["customer_id"].duplicated().any():
+        raise ValueError("extra features have duplicate customer_id values")
+    names = tuple(c for c in extra.columns if c != "customer_id")
+    clash = sorted(set(names) & (set(features.columns) - {"customer_id"}))
+    if clash:
+        raise ValueError(f"extra feature names clash with built-in features: {clash}")
+    values = extra[["customer_id", *names]].copy()
+    for c in names:
+        values[c] = pd.to_numeric(values[c], errors="raise").astype("float64")
+    # align the key types (ids may come back from SQL as another type than the transaction log's)
+    key = features["customer_id"].astype(str)
+    values.index = values["customer_id"].astype(str)
+    out = features.copy()
+    for c in names:
+        out[c] = key.map(values[c]).to_numpy(dtype="float64")
+    return out, names
 
 
 @dataclass(frozen=True)
@@ -114,13 +151,16 @@ def build_features(
     customer_col: str = "customer_id",
     time_col: str = "ordered_at",
     amount_col: str = "amount",
+    extra_features: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, CLVModel]:
     """Feature frame as of ``as_of`` (``customer_id`` + :data:`FEATURE_COLUMNS`) and the CLV model.
 
     Without ``clv_model`` a BG/NBD + Gamma-Gamma model is fitted on the RFM
     summary as of ``as_of`` (no information from after ``as_of`` is used).
     ``expected_purchases_horizon`` / ``expected_spend_horizon`` are the BG/NBD
-    expectations for the next ``horizon_days``.
+    expectations for the next ``horizon_days``.  ``extra_features`` (a frame
+    with ``customer_id`` and numeric columns, as of the same date) are appended
+    after :data:`FEATURE_COLUMNS` (see :func:`merge_extra_features`).
     """
     feats = behavioral_features(
         transactions, as_of, customer_col=customer_col, time_col=time_col, amount_col=amount_col
@@ -138,7 +178,8 @@ def build_features(
         out[col] = pred[col].to_numpy()
     out["expected_purchases_horizon"] = e_h
     out["expected_spend_horizon"] = e_h * pred["expected_avg_value"].to_numpy()
-    return out[["customer_id", *FEATURE_COLUMNS]], model
+    merged, _ = merge_extra_features(out[["customer_id", *FEATURE_COLUMNS]], extra_features)
+    return merged, model
 
 
 @dataclass(frozen=True)
@@ -150,10 +191,12 @@ class TrainingSet:
     label_end: pd.Timestamp
     horizon_days: int
     clv_model: CLVModel
+    feature_names: tuple[str, ...] = FEATURE_COLUMNS
+    """:data:`FEATURE_COLUMNS` plus the extra features, if any."""
 
     @property
     def X(self) -> pd.DataFrame:
-        return self.frame[list(FEATURE_COLUMNS)]
+        return self.frame[list(self.feature_names)]
 
     @property
     def churned(self) -> np.ndarray:
@@ -173,8 +216,12 @@ def build_training_set(
     customer_col: str = "customer_id",
     time_col: str = "ordered_at",
     amount_col: str = "amount",
+    extra_features: ExtraFeatures | None = None,
 ) -> TrainingSet:
-    """Features as of ``cutoff - horizon_days`` with labels from ``(cutoff - horizon_days, cutoff]``."""
+    """Features as of ``cutoff - horizon_days`` with labels from ``(cutoff - horizon_days, cutoff]``.
+
+    ``extra_features`` is called with the feature date (see :data:`ExtraFeatures`).
+    """
     if horizon_days <= 0:
         raise ValueError("horizon_days must be positive")
     label_end = _as_day(cutoff)
@@ -182,14 +229,17 @@ def build_training_set(
     feats, model = build_features(
         transactions, feature_date, horizon_days=horizon_days, penalizer_coef=penalizer_coef,
         customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+        extra_features=None if extra_features is None else extra_features(feature_date),
     )
+    names = tuple(c for c in feats.columns if c != "customer_id")
     labels = future_labels(
         transactions, feature_date, horizon_days, feats["customer_id"],
         customer_col=customer_col, time_col=time_col, amount_col=amount_col,
     )
     frame = feats.merge(labels, on="customer_id", how="left", validate="one_to_one")
     return TrainingSet(
-        frame=frame, feature_date=feature_date, label_end=label_end, horizon_days=int(horizon_days), clv_model=model
+        frame=frame, feature_date=feature_date, label_end=label_end, horizon_days=int(horizon_days), clv_model=model,
+        feature_names=names,
     )
 
 
@@ -342,10 +392,12 @@ __all__ = [
     "RFM_FEATURES",
     "CLVRegressor",
     "ChurnModel",
+    "ExtraFeatures",
     "SupervisedConfig",
     "TrainingSet",
     "build_features",
     "build_training_set",
+    "merge_extra_features",
     "train_churn_model",
     "train_clv_regressor",
 ]

@@ -1,0 +1,1058 @@
+"""The ML stage in the warehouse: features from gold, weekly training, daily scoring, write-back.
+
+Every function takes a :class:`~retailpulse.settings.Settings` and explicit dates, reaches the
+warehouse only through :func:`retailpulse.warehouse.get_warehouse`, keeps no global state and
+returns a small JSON-able summary (or a frame).  SQL is portable (DuckDB and Postgres): ANSI
+``case``/``cast``, ``date - date`` (whole days on both engines) and date literals built from
+validated :class:`datetime.date` values; no ``?``/``%`` in statements, so the same text runs on
+both drivers.
+
+Public functions
+----------------
+:func:`transactions_from_gold`        paid orders of gold.fct_orders up to a cutoff (the model input).
+:func:`rfm_summary_from_gold`         the RFM summary computed IN SQL; equals :func:`ml.features.rfm_summary`.
+:func:`behavior_features_from_gold`   sessions, channel mix, funnel depth, support cases, refunds, consent,
+                                      tenure as of a cutoff (extra features of the xgboost models).
+:func:`attribution_from_gold`         Markov + Shapley credits per order touchpoint (rows for
+                                      gold.fct_attribution_ml).
+:func:`train_models`                  time-split training + evaluation (:func:`ml.pipeline.run_ml`), artifacts,
+                                      rows in gold.ml_model_runs, promotion (weekly DAG).
+:func:`promote_champion`              decide and record the serving champion (``champion.json``).
+:func:`score_daily`                   score every customer as of a date into gold.customer_scores, write
+                                      gold.fct_attribution_ml, rebuild the marts that read them.
+:func:`latest_order_date`, :func:`load_champion`, :func:`ensure_ml_tables`, :func:`models_dir`.
+
+Inputs from gold (built by dbt)
+-------------------------------
+Required: ``gold.fct_orders`` (``order_id, customer_id, ordered_at, net_revenue, is_paid``).
+Used when they exist -- each is checked for existence and columns (one ``information_schema``
+query through the warehouse per call: what ``Warehouse.table_exists`` checks, for every table at once), because
+the dbt project grows model by model; a missing table or column leaves its features NULL (xgboost
+treats them as missing) or, for attribution, skips what it cannot compute and says so in the
+summary:
+
+* ``gold.fct_sessions`` -- session features; non-converting journeys for Markov.
+* ``gold.fct_support_cases`` -- support-case features.
+* ``gold.dim_customers`` -- consent (``is_email_opted_out``; the current value, not as of the cutoff).
+* ``gold.fct_conversion_paths`` -- converting journeys (one row per converting order).
+* ``gold.fct_attribution`` -- touchpoint details (session, source, medium, campaign, time) of the
+  converting journeys, read from its rule-based ``linear`` rows (one per touchpoint).  Without it
+  the touchpoints come from ``fct_conversion_paths.channel_path`` (channel only).
+
+Money is ``net_revenue`` (reporting currency, net of the refunds known when the warehouse was
+built); purchase days are UTC calendar days of ``ordered_at`` (gold timestamps are UTC).
+
+Outputs (gold)
+--------------
+``customer_scores``  customer x as_of_date x model_version (columns of
+    :data:`ml.scoring.CUSTOMER_SCORES_COLUMNS`).  Re-scoring a date with the same models
+    replaces that date's rows; other dates are kept (history).  Every customer with a paid order
+    on or before the date is scored.
+``fct_attribution_ml``  order x touchpoint x model (``markov``, ``shapley``) in the columns of
+    ``gold.fct_attribution``; credits of every order and model sum to 1.  Replaced as a whole on
+    every scoring run: it always covers every converting order in gold.
+``ml_model_runs``  one row per evaluated model per training (append; ``run_id`` unique and
+    deterministic, so re-training on the same data replaces its own rows).
+
+Models on disk
+--------------
+``<models_dir>/<model_version>/`` holds one artifact per model (:mod:`ml.artifacts`);
+``<models_dir>/champion.json`` points at the serving model set (BG/NBD + Gamma-Gamma for
+p_alive / expected purchases / CLV, the calibrated churn classifier for churn_probability) and
+is replaced atomically.  ``models_dir`` defaults to ``<settings.data_path>/models``.
+
+Champion rule.  Within one training, :func:`ml.evaluation.pick_champion` flags one champion per
+task (``is_champion`` in ml_model_runs).  The training's serving set is promoted (pointer
+updated, ``promoted_at`` recorded on its runs) when both serving models beat their naive
+baselines on the holdout (:func:`ml.evaluation.qualifies`), or when no champion exists yet
+(bootstrap, with a warning); otherwise the previous champion keeps serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.artifacts import load_artifact, save_artifact, to_jsonable
+from ml.attribution import attribution_diagnostics, markov_attribution, order_credits, shapley_attribution
+from ml.clv import CLVModel, InsufficientDataError, ModelFitError
+from ml.evaluation import qualifies, run_task
+from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
+from ml.scoring import CUSTOMER_SCORES_COLUMNS, MODEL_RUN_COLUMNS, build_customer_scores
+from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features
+from retailpulse.settings import Settings
+from retailpulse.warehouse import Warehouse, get_warehouse, ident
+
+log = logging.getLogger(__name__)
+
+CHAMPION_FILE = "champion.json"
+CHAMPION_FORMAT = 1
+SERVING_MODELS = (CLV_MODEL, CHURN_MODEL)
+MONTHLY_DISCOUNT_RATE = 0.01
+DEFAULT_HORIZON_DAYS = 90
+
+# dbt models that read the ML write-back tables; rebuilt after scoring (those that exist)
+MARTS_TO_REBUILD = ("dim_customers", "fct_attribution", "channel_performance_daily")
+
+ATTRIBUTION_MODELS = ("markov", "shapley")
+FCT_ATTRIBUTION_COLUMNS: tuple[str, ...] = (
+    "order_id", "customer_id", "model", "touchpoint_index", "session_id", "channel_group", "source", "medium",
+    "campaign", "touched_at", "credit", "attributed_revenue",
+)
+
+# logical column types of the tables this module writes (customer_scores and fct_attribution_ml
+# match dbt/models/marts/_ml__sources.yml, which the dbt on-run-start hook creates)
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "customer_scores": (
+        ("customer_id", "text"), ("as_of_date", "date"), ("model_version", "text"), ("p_alive", "double"),
+        ("churn_probability", "double"), ("expected_purchases_90d", "double"),
+        ("expected_purchases_365d", "double"), ("predicted_clv_12m", "double"), ("value_tier", "text"),
+        ("churn_risk_band", "text"),
+    ),
+    "fct_attribution_ml": (
+        ("order_id", "text"), ("customer_id", "text"), ("model", "text"), ("touchpoint_index", "bigint"),
+        ("session_id", "text"), ("channel_group", "text"), ("source", "text"), ("medium", "text"),
+        ("campaign", "text"), ("touched_at", "timestamp"), ("credit", "double"), ("attributed_revenue", "double"),
+    ),
+    "ml_model_runs": (
+        ("run_id", "text"), ("model_name", "text"), ("model_version", "text"), ("trained_at", "timestamp"),
+        ("train_start", "date"), ("train_end", "date"), ("cutoff_date", "date"), ("horizon_days", "bigint"),
+        ("n_customers", "bigint"), ("metrics_json", "text"), ("baseline_metrics_json", "text"),
+        ("is_champion", "boolean"), ("task", "text"), ("training_id", "text"), ("evaluation_start", "date"),
+        ("evaluation_end", "date"), ("n_transactions", "bigint"), ("feature_names_json", "text"),
+        ("artifact_dir", "text"), ("promoted_at", "timestamp"),
+    ),
+}
+_TYPES = {
+    "duckdb": {"text": "varchar", "double": "double", "bigint": "bigint", "boolean": "boolean", "date": "date",
+               "timestamp": "timestamp"},
+    "postgres": {"text": "text", "double": "double precision", "bigint": "bigint", "boolean": "boolean",
+                 "date": "date", "timestamp": "timestamp"},
+}
+
+# channel groups (GA4 default channel grouping, dbt macro default_channel_group) counted as paid
+PAID_CHANNEL_GROUPS = ("Paid Search", "Paid Social", "Paid Shopping", "Paid Video", "Paid Other", "Display",
+                       "Cross-network")
+
+# extra features of the xgboost models (:func:`behavior_features_from_gold`), in this order
+SESSION_FEATURES = (
+    "sessions_total", "sessions_last_30d", "sessions_last_90d", "days_since_last_session",
+    "days_since_first_session", "distinct_channel_groups", "share_sessions_paid", "share_sessions_direct",
+    "share_sessions_email", "funnel_depth_90d", "carts_without_purchase_90d",
+)
+SUPPORT_FEATURES = ("support_cases_total", "support_cases_last_90d", "support_cases_open", "support_cases_escalated")
+ORDER_FEATURES = ("failed_payments", "refunded_orders", "refund_share")
+CONSENT_FEATURES = ("is_email_opted_out",)
+BEHAVIOR_FEATURES = SESSION_FEATURES + SUPPORT_FEATURES + ORDER_FEATURES + CONSENT_FEATURES
+
+
+class MLJobError(RuntimeError):
+    """A problem the operator can act on; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _day(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return pd.Timestamp(value).date()
+    except (TypeError, ValueError):
+        raise MLJobError(f"invalid date {value!r}: use YYYY-MM-DD") from None
+
+
+def _lit(day: dt.date) -> str:
+    """A portable SQL date literal (``day`` is a validated date, never user text)."""
+    return f"date '{_day(day).isoformat()}'"
+
+
+def _tbl(wh: Warehouse, table: str, schema: str = "gold") -> str:
+    return f"{ident(wh.schema_name(schema))}.{ident(table)}"
+
+
+Catalog = dict[str, set[str]]
+
+
+def _catalog(wh: Warehouse, schema: str = "gold") -> Catalog:
+    """``{table: {columns}}`` of every table and view in ``schema`` (one query, one connection)."""
+    rows = wh.query(
+        "select table_name, column_name from information_schema.columns where table_schema = ?",
+        [wh.schema_name(schema)],
+    )
+    out: Catalog = {}
+    for table, column in rows:
+        out.setdefault(str(table), set()).add(str(column))
+    return out
+
+
+def models_dir(settings: Settings, model_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where artifacts and ``champion.json`` live (default ``<data_path>/models``)."""
+    return Path(model_dir) if model_dir is not None else settings.data_path / "models"
+
+
+def _now() -> dt.datetime:
+    """Now in UTC, without zone (gold timestamps are UTC without zone), whole seconds."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _num(frame: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    for c in cols:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    return frame
+
+
+def _require_orders(wh: Warehouse) -> Catalog:
+    """The gold catalog, after checking that gold.fct_orders has what the models need."""
+    catalog = _catalog(wh)
+    need = {"order_id", "customer_id", "ordered_at", "net_revenue", "is_paid"}
+    cols = catalog.get("fct_orders", set())
+    if not cols:
+        raise MLJobError("gold.fct_orders does not exist: run the daily pipeline first (retailpulse run)")
+    missing = sorted(need - cols)
+    if missing:
+        raise MLJobError(f"gold.fct_orders lacks column(s) {missing}: rebuild it with the current dbt project (dbt build)")
+    return catalog
+
+
+def ensure_ml_tables(settings: Settings) -> list[str]:
+    """Create gold.customer_scores, gold.fct_attribution_ml and gold.ml_model_runs when missing.
+
+    Same columns and types as the dbt on-run-start hook; existing tables are never touched.
+    Returns the tables created.
+    """
+    wh = get_warehouse(settings)
+    types = _TYPES.get(wh.target, _TYPES["postgres"])
+    catalog = _catalog(wh)
+    missing = [t for t in TABLE_COLUMNS if t not in catalog]
+    if missing:
+        wh.ensure_schemas(("gold",))
+        for table in missing:
+            ddl = ", ".join(f"{ident(c)} {types[t]}" for c, t in TABLE_COLUMNS[table])
+            wh.execute(f"create table if not exists {_tbl(wh, table)} ({ddl})")
+    return missing
+
+
+# --------------------------------------------------------------------------- inputs from gold
+def _paid_orders_where(cutoff: dt.date) -> str:
+    return f"is_paid and customer_id is not null and cast(ordered_at as date) <= {_lit(cutoff)}"
+
+
+def transactions_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
+    """Paid orders with a resolved customer on or before ``as_of`` (inclusive, UTC day).
+
+    Columns ``customer_id`` (str), ``order_id``, ``ordered_at`` (naive UTC timestamp) and
+    ``amount`` (net revenue in the reporting currency, negative values clipped to 0), ordered by
+    customer and time: the transaction log :mod:`ml.features` / :func:`ml.pipeline.run_ml` take.
+    """
+    wh = get_warehouse(settings)
+    _require_orders(wh)
+    cutoff = _day(as_of)
+    frame = wh.query_df(
+        "select cast(customer_id as varchar) as customer_id, order_id, ordered_at, "
+        "case when net_revenue > 0 then net_revenue else 0 end as amount "
+        f"from {_tbl(wh, 'fct_orders')} where {_paid_orders_where(cutoff)} "
+        "order by customer_id, ordered_at, order_id"
+    )
+    if frame.empty:
+        return pd.DataFrame({
+            "customer_id": pd.Series([], dtype=object), "order_id": pd.Series([], dtype=object),
+            "ordered_at": pd.Series([], dtype="datetime64[us]"), "amount": pd.Series([], dtype="float64"),
+        })
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    ts = pd.to_datetime(frame["ordered_at"])
+    if getattr(ts.dt, "tz", None) is not None:  # a timestamptz column: gold's convention is UTC
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    frame["ordered_at"] = ts
+    frame["amount"] = pd.to_numeric(frame["amount"]).astype("float64")
+    return frame
+
+
+def rfm_summary_from_gold(settings: Settings, cutoff: Any) -> pd.DataFrame:
+    """The RFM summary as of ``cutoff``, computed in SQL from gold.fct_orders.
+
+    lifetimes' definitions (as :func:`ml.features.rfm_summary`, which is the reference): orders of
+    one UTC day merge into one purchase day; ``frequency`` = distinct purchase days - 1,
+    ``recency`` = last - first purchase day, ``T`` = cutoff - first purchase day (days),
+    ``monetary_value`` = mean of the repeat purchase days' net totals (0 without repeats).
+    Paid orders of resolved customers only.  Columns :data:`ml.features.RFM_COLUMNS`, sorted by
+    ``customer_id``.
+    """
+    wh = get_warehouse(settings)
+    _require_orders(wh)
+    day = _day(cutoff)
+    sql = f"""
+        with purchase_days as (
+            select
+                cast(customer_id as varchar) as customer_id,
+                cast(ordered_at as date) as purchase_day,
+                sum(case when net_revenue > 0 then net_revenue else 0 end) as amount
+            from {_tbl(wh, 'fct_orders')}
+            where {_paid_orders_where(day)}
+            group by cast(customer_id as varchar), cast(ordered_at as date)
+        ),
+        per_customer as (
+            select customer_id, min(purchase_day) as first_day, max(purchase_day) as last_day, count(*) as n_days
+            from purchase_days
+            group by customer_id
+        )
+        select
+            per_customer.customer_id,
+            per_customer.n_days - 1 as frequency,
+            per_customer.last_day - per_customer.first_day as recency,
+            {_lit(day)} - per_customer.first_day as "T",
+            coalesce(avg(case when purchase_days.purchase_day > per_customer.first_day
+                              then cast(purchase_days.amount as double precision) end), 0) as monetary_value
+        from per_customer
+        inner join purchase_days on purchase_days.customer_id = per_customer.customer_id
+        group by per_customer.customer_id, per_customer.n_days, per_customer.first_day, per_customer.last_day
+        order by per_customer.customer_id
+    """
+    frame = wh.query_df(sql)
+    if frame.empty:
+        frame = pd.DataFrame({c: [] for c in ("customer_id", "frequency", "recency", "T", "monetary_value")})
+    return pd.DataFrame({
+        "customer_id": frame["customer_id"].astype(str).to_numpy(dtype=object),
+        "frequency": pd.to_numeric(frame["frequency"]).astype("int64").to_numpy(),
+        "recency": pd.to_numeric(frame["recency"]).astype("float64").to_numpy(),
+        "T": pd.to_numeric(frame["T"]).astype("float64").to_numpy(),
+        "monetary_value": pd.to_numeric(frame["monetary_value"]).astype("float64").to_numpy(),
+    })
+
+
+def latest_order_date(settings: Settings) -> dt.date:
+    """The last UTC day with a paid order in gold.fct_orders (the natural scoring date)."""
+    wh = get_warehouse(settings)
+    _require_orders(wh)
+    value = wh.scalar(f"select max(cast(ordered_at as date)) from {_tbl(wh, 'fct_orders')} where is_paid")
+    if value is None:
+        raise MLJobError("gold.fct_orders has no paid orders: run the daily pipeline first (retailpulse run)")
+    return _day(value)
+
+
+def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
+    """Behaviour features as of ``as_of`` (inclusive) for every customer with a paid order by then.
+
+    Columns ``customer_id`` + :data:`BEHAVIOR_FEATURES` (float).  Windows are the days
+    ``(as_of - w, as_of]``.  A source table that does not exist (yet) leaves its columns NULL;
+    a customer without rows in an existing source gets 0 counts and NULL "days since".
+
+    gold.fct_sessions: ``sessions_total``, ``sessions_last_30d``, ``sessions_last_90d``,
+    ``days_since_last_session``, ``days_since_first_session`` (tenure as a visitor),
+    ``distinct_channel_groups``, ``share_sessions_paid|direct|email`` (channel mix),
+    ``funnel_depth_90d`` (deepest step in the last 90 days: 0 visit, 1 viewed an item, 2 added
+    to cart, 3 began checkout, 4 purchased), ``carts_without_purchase_90d``.
+    gold.fct_support_cases: ``support_cases_total``, ``support_cases_last_90d``,
+    ``support_cases_open`` (open at ``as_of``), ``support_cases_escalated``.
+    gold.fct_orders: ``failed_payments`` (orders never paid), ``refunded_orders`` and
+    ``refund_share`` (refunded / gross revenue of the paid orders; refunds as known now).
+    gold.dim_customers: ``is_email_opted_out`` (consent as known now).
+    """
+    wh = get_warehouse(settings)
+    catalog = _require_orders(wh)
+    day = _day(as_of)
+    d30, d90 = _lit(day - dt.timedelta(days=30)), _lit(day - dt.timedelta(days=90))
+    base = wh.query_df(
+        f"select distinct cast(customer_id as varchar) as customer_id from {_tbl(wh, 'fct_orders')} "
+        f"where {_paid_orders_where(day)} order by 1"
+    )
+    out = pd.DataFrame({"customer_id": base["customer_id"].astype(str).to_numpy() if len(base) else []})
+    for c in BEHAVIOR_FEATURES:
+        out[c] = np.nan
+
+    def merge(block: pd.DataFrame, names: Sequence[str], zero: Sequence[str]) -> None:
+        if block.empty:
+            values = pd.DataFrame(index=pd.Index([], dtype=object))
+        else:
+            values = block.assign(customer_id=block["customer_id"].astype(str)).set_index("customer_id")
+        for c in names:
+            col = out["customer_id"].map(values[c]) if c in values.columns else pd.Series(np.nan, index=out.index)
+            col = pd.to_numeric(col, errors="coerce").astype("float64")
+            out[c] = col.fillna(0.0) if (c in zero and c in values.columns) else col
+
+    # sessions
+    scols = catalog.get("fct_sessions", set())
+    if {"customer_id", "started_at"} <= scols:
+        sday = "cast(started_at as date)"
+        recent = f"{sday} > {d90}"
+
+        def flag(col: str) -> str:
+            return f"(case when {col} then 1 else 0 end)" if col in scols else "0"
+
+        exprs = [
+            "count(*) as sessions_total",
+            f"sum(case when {sday} > {d30} then 1 else 0 end) as sessions_last_30d",
+            f"sum(case when {recent} then 1 else 0 end) as sessions_last_90d",
+            f"{_lit(day)} - max({sday}) as days_since_last_session",
+            f"{_lit(day)} - min({sday}) as days_since_first_session",
+        ]
+        if "channel_group" in scols:
+            paid = ", ".join(f"'{g}'" for g in PAID_CHANNEL_GROUPS)
+            exprs += [
+                "count(distinct channel_group) as distinct_channel_groups",
+                f"avg(case when channel_group in ({paid}) then 1.0 else 0.0 end) as share_sessions_paid",
+                "avg(case when channel_group = 'Direct' then 1.0 else 0.0 end) as share_sessions_direct",
+                "avg(case when channel_group = 'Email' then 1.0 else 0.0 end) as share_sessions_email",
+            ]
+        purchased = "has_purchase" if "has_purchase" in scols else ("is_converted" if "is_converted" in scols else None)
+        steps = [c for c in ("has_view_item", "has_add_to_cart", "has_begin_checkout") if c in scols]
+        if steps or purchased:
+            depth = " ".join(
+                f"when {c} then {n}" for n, c in reversed(list(enumerate(
+                    ["has_view_item", "has_add_to_cart", "has_begin_checkout", purchased or ""], start=1)))
+                if c and c in scols
+            )
+            exprs.append(f"max(case when {recent} then (case {depth} else 0 end) end) as funnel_depth_90d")
+        if "has_add_to_cart" in scols and purchased:
+            exprs.append(
+                f"sum(case when {recent} and {flag('has_add_to_cart')} = 1 and {flag(purchased)} = 0 "
+                "then 1 else 0 end) as carts_without_purchase_90d"
+            )
+        block = wh.query_df(
+            f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
+            f"from {_tbl(wh, 'fct_sessions')} where customer_id is not null and {sday} <= {_lit(day)} "
+            "group by cast(customer_id as varchar)"
+        )
+        merge(block, SESSION_FEATURES, ("sessions_total", "sessions_last_30d", "sessions_last_90d",
+                                        "distinct_channel_groups", "carts_without_purchase_90d"))
+
+    # support cases
+    ccols = catalog.get("fct_support_cases", set())
+    if {"customer_id", "created_at"} <= ccols:
+        cday = "cast(created_at as date)"
+        exprs = ["count(*) as support_cases_total",
+                 f"sum(case when {cday} > {d90} then 1 else 0 end) as support_cases_last_90d"]
+        if "closed_at" in ccols:
+            exprs.append(
+                f"sum(case when closed_at is null or cast(closed_at as date) > {_lit(day)} then 1 else 0 end) "
+                "as support_cases_open"
+            )
+        if "is_escalated" in ccols:
+            exprs.append("sum(case when is_escalated then 1 else 0 end) as support_cases_escalated")
+        block = wh.query_df(
+            f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
+            f"from {_tbl(wh, 'fct_support_cases')} where customer_id is not null and {cday} <= {_lit(day)} "
+            "group by cast(customer_id as varchar)"
+        )
+        merge(block, SUPPORT_FEATURES, SUPPORT_FEATURES)
+
+    # payments and refunds
+    ocols = catalog.get("fct_orders", set())
+    exprs = ["sum(case when is_paid then 0 else 1 end) as failed_payments"]
+    if {"refunded_revenue", "gross_revenue"} <= ocols:
+        exprs += [
+            "sum(case when is_paid and refunded_revenue > 0 then 1 else 0 end) as refunded_orders",
+            "sum(case when is_paid then cast(refunded_revenue as double precision) else 0 end) "
+            "/ nullif(sum(case when is_paid then cast(gross_revenue as double precision) else 0 end), 0) as refund_share",
+        ]
+    block = wh.query_df(
+        f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
+        f"from {_tbl(wh, 'fct_orders')} where customer_id is not null and cast(ordered_at as date) <= {_lit(day)} "
+        "group by cast(customer_id as varchar)"
+    )
+    merge(block, ORDER_FEATURES, ("failed_payments", "refunded_orders"))
+
+    # consent
+    dcols = catalog.get("dim_customers", set())
+    if {"customer_id", "is_email_opted_out"} <= dcols:
+        block = wh.query_df(
+            "select cast(customer_id as varchar) as customer_id, "
+            "max(case when is_email_opted_out then 1 else 0 end) as is_email_opted_out "
+            f"from {_tbl(wh, 'dim_customers')} where customer_id is not null group by cast(customer_id as varchar)"
+        )
+        merge(block, CONSENT_FEATURES, CONSENT_FEATURES)
+    return out
+
+
+def _extra_features_for(settings: Settings):  # noqa: ANN202 - returns ml.supervised.ExtraFeatures
+    def extra(as_of: pd.Timestamp) -> pd.DataFrame:
+        return behavior_features_from_gold(settings, as_of)
+    return extra
+
+
+# ------------------------------------------------------------------------------- attribution
+def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(orders, touchpoints, notes) of the converting journeys in gold.
+
+    orders: ``order_id, customer_id, net_revenue, converting_session_id``; touchpoints:
+    ``order_id, touchpoint_index, session_id, channel_group, source, medium, campaign, touched_at``.
+    """
+    notes: list[str] = []
+    pcols = catalog.get("fct_conversion_paths", set())
+    if not {"order_id", "channel_path", "net_revenue"} <= pcols:
+        return pd.DataFrame(), pd.DataFrame(), [
+            "gold.fct_conversion_paths does not exist (or lacks order_id/channel_path/net_revenue): "
+            "data-driven attribution skipped; build the dbt marts first"
+        ]
+    cust = "cast(customer_id as varchar)" if "customer_id" in pcols else "cast(null as varchar)"
+    conv = "converting_session_id" if "converting_session_id" in pcols else "cast(null as varchar)"
+    orders = wh.query_df(
+        f"select order_id, {cust} as customer_id, net_revenue, {conv} as converting_session_id, channel_path "
+        f"from {_tbl(wh, 'fct_conversion_paths')} order by order_id"
+    )
+    if orders.empty:
+        return orders, pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"]
+    orders["net_revenue"] = pd.to_numeric(orders["net_revenue"]).fillna(0.0).astype("float64")
+    acols = catalog.get("fct_attribution", set())
+    detail = ("order_id", "touchpoint_index", "session_id", "channel_group", "source", "medium", "campaign", "touched_at")
+    touch = pd.DataFrame()
+    if set(detail) | {"model"} <= acols:
+        touch = wh.query_df(
+            f"select {', '.join(detail)} from {_tbl(wh, 'fct_attribution')} where model = 'linear' "
+            "order by order_id, touchpoint_index"
+        )
+        touch = touch[touch["order_id"].isin(set(orders["order_id"]))]
+        if touch.empty:
+            notes.append("gold.fct_attribution has no linear rows: touchpoints taken from channel_path")
+    else:
+        notes.append("gold.fct_attribution does not exist: touchpoints taken from fct_conversion_paths.channel_path")
+    if touch.empty:
+        rows = []
+        for oid, path in zip(orders["order_id"], orders["channel_path"], strict=True):
+            for i, ch in enumerate([p.strip() for p in str(path or "").split(">") if p.strip()], start=1):
+                rows.append((oid, i, None, ch, None, None, None, pd.NaT))
+        touch = pd.DataFrame(rows, columns=list(detail))
+    touch["touchpoint_index"] = pd.to_numeric(touch["touchpoint_index"]).astype("int64")
+    touch["channel_group"] = touch["channel_group"].fillna("Unassigned").astype(str)
+    touch["touched_at"] = pd.to_datetime(touch["touched_at"])
+    touch = touch.sort_values(["order_id", "touchpoint_index"], kind="mergesort").reset_index(drop=True)
+    return orders.drop(columns=["channel_path"]), touch, notes
+
+
+def _group_tuples(keys: pd.DataFrame, values: pd.Series) -> list[tuple[str, ...]]:
+    """The ``values`` of each run of equal ``keys`` rows (frame sorted by the keys), as tuples."""
+    if len(values) == 0:
+        return []
+    change = np.zeros(len(keys), dtype=bool)
+    change[0] = True
+    for c in keys.columns:
+        col = keys[c].to_numpy()
+        change[1:] |= col[1:] != col[:-1]
+    starts = np.flatnonzero(change)
+    vals = values.astype(str).to_numpy(dtype=object)
+    return [tuple(chunk) for chunk in np.split(vals, starts[1:])]
+
+
+def _non_converting_paths(
+    wh: Warehouse, catalog: Catalog, touch_sessions: set[str], converting_sessions: set[str], lookback_days: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """Journeys that did not convert, from gold.fct_sessions (no dbt model holds them yet).
+
+    A journey belongs to a customer (or, for sessions not stitched to one, a device
+    ``user_pseudo_id``).  Each journey key's sessions are split at its conversions (a converting
+    session ends a segment); the sessions of a segment that are not touchpoints of a converting
+    order are cut into windows of ``lookback_days`` from the segment's first such session; every
+    window is one non-converting path (its channel groups in time order).
+    """
+    cols = catalog.get("fct_sessions", set())
+    need = {"session_id", "started_at", "channel_group"}
+    if not need <= cols or not ({"customer_id", "user_pseudo_id"} & cols):
+        return pd.DataFrame(), ["gold.fct_sessions does not exist (or lacks session columns): "
+                                "Markov attribution without non-converting journeys"]
+    cust = "cast(customer_id as varchar)" if "customer_id" in cols else "cast(null as varchar)"
+    dev = "cast(user_pseudo_id as varchar)" if "user_pseudo_id" in cols else "cast(null as varchar)"
+    order = "cast(order_id as varchar)" if "order_id" in cols else "cast(null as varchar)"
+    s = wh.query_df(
+        f"select cast(session_id as varchar) as session_id, {cust} as customer_id, {dev} as user_pseudo_id, "
+        f"started_at, channel_group, {order} as order_id from {_tbl(wh, 'fct_sessions')} "
+        "where started_at is not null"
+    )
+    if s.empty:
+        return pd.DataFrame(), ["gold.fct_sessions is empty: Markov attribution without non-converting journeys"]
+    key = s["customer_id"].where(s["customer_id"].notna(), "device:" + s["user_pseudo_id"].astype(str))
+    key = key.where(s["customer_id"].notna() | s["user_pseudo_id"].notna())
+    s = s.assign(key=key, started_at=pd.to_datetime(s["started_at"]))
+    s = s[s["key"].notna()].sort_values(["key", "started_at", "session_id"], kind="mergesort").reset_index(drop=True)
+    converting = s["session_id"].isin(converting_sessions) if converting_sessions else s["order_id"].notna()
+    conv_int = converting.astype("int64")
+    s["segment"] = conv_int.groupby(s["key"], sort=False).cumsum() - conv_int
+    s = s[~(s["session_id"].isin(touch_sessions) | converting)]
+    if s.empty:
+        return pd.DataFrame(), []
+    first = s.groupby(["key", "segment"], sort=False)["started_at"].transform("min")
+    s["window"] = ((s["started_at"] - first) // pd.Timedelta(days=int(lookback_days))).astype("int64")
+    s["channel_group"] = s["channel_group"].fillna("Unassigned").astype(str)
+    s = s.sort_values(["key", "segment", "window", "started_at", "session_id"], kind="mergesort")
+    paths = _group_tuples(s[["key", "segment", "window"]], s["channel_group"])
+    out = pd.DataFrame({
+        "path_id": [f"nc{i}" for i in range(len(paths))],
+        "channels": pd.Series(paths, dtype=object),
+        "converted": False,
+        "value": 0.0,
+    })
+    return out, []
+
+
+def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """Markov and Shapley credits for every converting order in gold (see the module docstring).
+
+    Converting journeys: gold.fct_conversion_paths (touchpoint details from gold.fct_attribution's
+    ``linear`` rows); non-converting journeys: :func:`_non_converting_paths` over gold.fct_sessions
+    with ``settings.attribution_lookback_days``.  Channels are channel groups.  Markov weights are
+    removal effects, Shapley weights Shapley values of the conversion-count game; each order's
+    credit is split over its touchpoints in proportion to their channel's weight
+    (:func:`ml.attribution.order_credits`), so the credits of an order sum to 1 under each model.
+
+    Returns (frame in :data:`FCT_ATTRIBUTION_COLUMNS` or None when nothing can be attributed,
+    JSON-able summary with channel weights and notes).
+    """
+    wh = get_warehouse(settings)
+    catalog = _catalog(wh)
+    orders, touch, notes = _touchpoints(wh, catalog)
+    summary: dict[str, Any] = {"orders": 0, "rows": 0, "notes": notes}
+    if orders.empty or touch.empty:
+        return None, summary
+    touch_sessions = set(touch["session_id"].dropna().astype(str))
+    conv_sessions = set(orders["converting_session_id"].dropna().astype(str)) | set(
+        touch.groupby("order_id")["session_id"].last().dropna().astype(str)
+    )
+    non_conv, more = _non_converting_paths(wh, catalog, touch_sessions, conv_sessions, settings.attribution_lookback_days)
+    notes.extend(more)
+    touch = touch[touch["order_id"].isin(set(orders["order_id"]))]
+    touch["position"] = touch.groupby("order_id", sort=False).cumcount().astype("int64") + 1
+    ids = touch["order_id"].drop_duplicates()
+    channels = pd.Series(_group_tuples(touch[["order_id"]], touch["channel_group"]), index=ids.to_numpy(), dtype=object)
+    conv_paths = orders[orders["order_id"].isin(set(ids))].copy()
+    conv_paths["channels"] = conv_paths["order_id"].map(channels)
+    paths = pd.DataFrame({
+        "path_id": conv_paths["order_id"].to_numpy(),
+        "channels": conv_paths["channels"].to_numpy(),
+        "converted": True,
+        "value": conv_paths["net_revenue"].to_numpy(dtype="float64"),
+    })
+    if not non_conv.empty:
+        paths = pd.concat([paths, non_conv], ignore_index=True)
+    markov = markov_attribution(paths)
+    shapley = shapley_attribution(paths)
+    weights = pd.concat([markov[["model", "channel", "weight"]], shapley[["model", "channel", "weight"]]],
+                        ignore_index=True)
+    credits = order_credits(
+        conv_paths.rename(columns={"net_revenue": "value"})[["order_id", "channels", "value"]], weights
+    )
+    credits = credits.rename(columns={"touchpoint_index": "position"})
+    frame = credits.merge(touch.drop(columns=["channel_group"]), on=["order_id", "position"], how="left",
+                          validate="many_to_one")
+    frame = frame.merge(conv_paths[["order_id", "customer_id"]], on="order_id", how="left", validate="many_to_one")
+    frame = frame.rename(columns={"channel": "channel_group", "credit_fraction": "credit",
+                                  "credited_revenue": "attributed_revenue"})
+    frame = frame[list(FCT_ATTRIBUTION_COLUMNS)].sort_values(["model", "order_id", "touchpoint_index"], kind="mergesort")
+    frame = frame.reset_index(drop=True)
+    frame["touchpoint_index"] = frame["touchpoint_index"].astype("int64")
+    frame["credit"] = frame["credit"].astype("float64")
+    frame["attributed_revenue"] = frame["attributed_revenue"].astype("float64")
+    for c in ("order_id", "customer_id", "session_id", "channel_group", "source", "medium", "campaign", "model"):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    diag = attribution_diagnostics(paths)
+    summary.update({
+        "orders": int(conv_paths["order_id"].nunique()),
+        "rows": int(len(frame)),
+        "converting_paths": int(len(conv_paths)),
+        "non_converting_paths": int(len(non_conv)),
+        "channels": int(diag["n_channels"]),
+        "conversion_probability": float(markov["conversion_probability"].iloc[0]) if len(markov) else None,
+        "channel_share": {
+            m: {str(c): round(float(v), 6) for c, v in zip(w["channel"], w["credit_share"], strict=True)}
+            for m, w in (("markov", markov), ("shapley", shapley))
+        },
+    })
+    return frame, summary
+
+
+# -------------------------------------------------------------------------------- champion
+def load_champion(settings: Settings, model_dir: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The ``champion.json`` pointer, or None when no model was promoted yet."""
+    path = models_dir(settings, model_dir) / CHAMPION_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MLJobError(f"cannot read {path} ({exc}): delete it and run train_models (the weekly DAG) again") from None
+    if data.get("format_version") != CHAMPION_FORMAT:
+        raise MLJobError(f"{path} has format {data.get('format_version')!r}; retrain with the weekly DAG")
+    return data
+
+
+def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        tmp.write_text(json.dumps(to_jsonable(dict(data)), indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_serving_models(settings: Settings, pointer: Mapping[str, Any], model_dir: Any) -> tuple[CLVModel, ChurnModel]:
+    root = models_dir(settings, model_dir)
+    loaded = {}
+    for name in SERVING_MODELS:
+        entry = pointer["models"][name]
+        try:
+            model, _meta = load_artifact(root / entry["artifact_dir"])
+        except FileNotFoundError:
+            raise MLJobError(
+                f"champion.json points at {root / entry['artifact_dir']}, which is missing: "
+                "run the weekly training (retailpulse_weekly_train) to train and promote new models"
+            ) from None
+        loaded[name] = model
+    clv, churn = loaded[CLV_MODEL], loaded[CHURN_MODEL]
+    if not isinstance(clv, CLVModel) or not isinstance(churn, ChurnModel):
+        raise MLJobError(f"unexpected artifact types {type(clv).__name__}, {type(churn).__name__} in {root}")
+    return clv, churn
+
+
+# -------------------------------------------------------------------------------- training
+def train_models(
+    settings: Settings,
+    as_of: Any,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    *,
+    model_dir: str | os.PathLike[str] | None = None,
+    promote: bool = True,
+    behavior_features: bool = True,
+    config: SupervisedConfig | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate on a time split as of ``as_of``; save artifacts; record the runs.
+
+    :func:`ml.pipeline.run_ml` on the paid orders of gold.fct_orders up to ``as_of``: models are
+    evaluated on the held-out most recent ``horizon_days`` (features as of ``as_of - h``,
+    outcomes in ``(as_of - h, as_of]``) beside naive baselines, then refitted.  Needs
+    ``2 * horizon_days`` of order history.  With ``behavior_features`` the xgboost models also
+    get :func:`behavior_features_from_gold`.
+
+    Artifacts go to ``<models_dir>/<model_version>/`` (one per model); one row per model is
+    written to gold.ml_model_runs (replacing rows with the same ``run_id``: re-training on the
+    same data is idempotent).  With ``promote`` the serving set is then offered to
+    :func:`promote_champion`.  Returns a JSON-able summary (``training`` key feeds
+    :func:`promote_champion`).
+    """
+    began = time.monotonic()
+    day = _day(as_of)
+    h = int(horizon_days)
+    if h <= 0:
+        raise MLJobError("horizon_days must be a positive number of days")
+    tx = transactions_from_gold(settings, day)
+    if tx.empty:
+        raise MLJobError(f"gold.fct_orders has no paid orders on or before {day}: run the daily pipeline first")
+    first = tx["ordered_at"].min().date()
+    if (day - first).days < 2 * h:
+        raise MLJobError(
+            f"gold.fct_orders has paid orders from {first} to {tx['ordered_at'].max().date()}: training as of {day} "
+            f"needs {2 * h} days of history (2 x horizon_days={h}); backfill more history or use a shorter horizon"
+        )
+    extra = _extra_features_for(settings) if behavior_features else None
+    trained_at = _now()
+    try:
+        result = run_ml(tx, day, horizon_days=h, config=config, monthly_discount_rate=MONTHLY_DISCOUNT_RATE,
+                        trained_at=trained_at, extra_features=extra)
+    except (InsufficientDataError, ModelFitError) as exc:
+        raise MLJobError(
+            f"training as of {day} failed: {exc} (gold.fct_orders needs more customers / repeat purchases "
+            "in the last 2 x horizon_days; backfill more history)"
+        ) from exc
+    root = models_dir(settings, model_dir)
+    versions = dict(result.versions)
+    training_id = f"{versions[CLV_MODEL]}+{versions[CHURN_MODEL]}"
+    features = list(result.churn_model.feature_names)
+    models = {CLV_MODEL: result.clv_model, CLV_XGB_MODEL: result.clv_regressor, CHURN_MODEL: result.churn_model}
+    runs = result.model_runs.copy()
+    train_start = pd.Timestamp(runs["train_start"].iloc[0]).date()
+    for name, model in models.items():
+        ev = result.evaluation[name]
+        save_artifact(
+            root / versions[name], model, model_name=name, model_version=versions[name],
+            train_start=train_start, train_end=day, cutoff_date=day, horizon_days=h,
+            metrics=ev["metrics"], baseline_metrics=ev["baseline_metrics"],
+            extra={"training_id": training_id, "feature_names": features if name != CLV_MODEL else [],
+                   "monthly_discount_rate": MONTHLY_DISCOUNT_RATE},
+        )
+    runs["task"] = [run_task(r) for r in runs.to_dict("records")]
+    runs["training_id"] = training_id
+    runs["evaluation_start"] = day - dt.timedelta(days=h)
+    runs["evaluation_end"] = day
+    runs["n_transactions"] = int(len(tx))
+    runs["feature_names_json"] = [json.dumps([] if n == CLV_MODEL else features) for n in runs["model_name"]]
+    runs["artifact_dir"] = [versions[n] for n in runs["model_name"]]
+    current = load_champion(settings, model_dir)
+    kept = (pd.Timestamp(current["promoted_at"]) if current and current.get("model_version") == training_id
+            else pd.NaT)  # re-training the serving models on the same data keeps their promotion
+    runs["promoted_at"] = pd.Series(
+        [kept if n in SERVING_MODELS else pd.NaT for n in runs["model_name"]], dtype="datetime64[us]"
+    )
+    runs["trained_at"] = pd.Series([trained_at] * len(runs), dtype="datetime64[us]")
+    runs["horizon_days"] = runs["horizon_days"].astype("int64")
+    runs["n_customers"] = runs["n_customers"].astype("int64")
+    runs["is_champion"] = runs["is_champion"].astype(bool)
+    runs = runs[[c for c, _ in TABLE_COLUMNS["ml_model_runs"]]]
+    ensure_ml_tables(settings)
+    wh = get_warehouse(settings)
+    with wh.connect() as con:
+        for i in range(len(runs)):
+            wh.replace_rows("gold", "ml_model_runs", runs.iloc[[i]], where={"run_id": runs["run_id"].iloc[i]}, con=con)
+    records = result.model_runs.to_dict("records")
+    serving_ok = {r["model_name"]: bool(qualifies(r)) for r in records if r["model_name"] in SERVING_MODELS}
+    summary: dict[str, Any] = {
+        "as_of": day.isoformat(),
+        "horizon_days": h,
+        "training_id": training_id,
+        "trained_at": trained_at.isoformat(),
+        "train_start": train_start.isoformat(),
+        "n_transactions": int(len(tx)),
+        "n_customers": int(tx["customer_id"].nunique()),
+        "feature_names": features,
+        "runs": [
+            {
+                "run_id": r["run_id"], "model_name": r["model_name"], "model_version": r["model_version"],
+                "task": run_task(r), "is_champion": bool(r["is_champion"]),
+                "metrics": json.loads(r["metrics_json"]), "baseline_metrics": json.loads(r["baseline_metrics_json"]),
+            }
+            for r in records
+        ],
+        "champions": {run_task(r): r["model_name"] for r in records if r["is_champion"]},
+        "versions": versions,
+        "artifacts": {n: str(root / v) for n, v in versions.items()},
+        "serving_models_beat_baselines": serving_ok,
+        "qualifies": all(serving_ok.get(n, False) for n in SERVING_MODELS),
+        "warnings": list(result.warnings),
+    }
+    if promote:
+        summary["promotion"] = promote_champion(settings, summary, model_dir=model_dir)
+    summary["seconds"] = round(time.monotonic() - began, 1)
+    log.info("trained %s as of %s in %.1fs", training_id, day, summary["seconds"])
+    return to_jsonable(summary)
+
+
+def promote_champion(
+    settings: Settings,
+    training: Mapping[str, Any],
+    *,
+    model_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Make a training's serving set the champion when it qualifies; record it.
+
+    ``training`` is the summary returned by :func:`train_models`.  The set is promoted when both
+    serving models beat their baselines (``training["qualifies"]``), when no champion exists yet,
+    or with ``force``.  Promotion writes ``champion.json`` (atomically) and sets ``promoted_at`` on
+    the training's serving runs in gold.ml_model_runs.  Idempotent.
+    """
+    root = models_dir(settings, model_dir)
+    current = load_champion(settings, model_dir)
+    tid = str(training["training_id"])
+    previous = current.get("model_version") if current else None
+    if current is not None and previous == tid:
+        return {"promoted": False, "model_version": tid, "previous": previous, "reason": "already the champion"}
+    qualified = bool(training.get("qualifies"))
+    if not (qualified or force or current is None):
+        return {
+            "promoted": False, "model_version": previous, "previous": previous, "candidate": tid,
+            "reason": f"candidate {tid} does not beat its baselines on the holdout; keeping {previous}",
+        }
+    for name in SERVING_MODELS:
+        if not (root / training["versions"][name]).is_dir():
+            raise MLJobError(f"artifact {root / training['versions'][name]} is missing: run train_models again")
+    promoted_at = _now()
+    runs = {r["model_name"]: r for r in training["runs"]}
+    pointer = {
+        "format_version": CHAMPION_FORMAT,
+        "model_version": tid,
+        "promoted_at": promoted_at.isoformat(),
+        "as_of": training["as_of"],
+        "horizon_days": int(training["horizon_days"]),
+        "monthly_discount_rate": MONTHLY_DISCOUNT_RATE,
+        "feature_names": list(training.get("feature_names", [])),
+        "champions": dict(training.get("champions", {})),
+        "models": {
+            name: {"model_version": training["versions"][name], "artifact_dir": training["versions"][name],
+                   "run_id": runs[name]["run_id"], "metrics": runs[name]["metrics"]}
+            for name in training["versions"]
+        },
+        "previous": previous,
+    }
+    _write_json_atomic(root / CHAMPION_FILE, pointer)
+    wh = get_warehouse(settings)
+    if "ml_model_runs" in _catalog(wh):
+        ids = [runs[n]["run_id"] for n in SERVING_MODELS]
+        with wh.connect() as con:
+            for rid in ids:
+                row = wh.query_df(f"select * from {_tbl(wh, 'ml_model_runs')} where run_id = '{_safe_id(rid)}'")
+                if row.empty:
+                    continue
+                row["promoted_at"] = pd.Series([promoted_at] * len(row), dtype="datetime64[us]")
+                row = _restore_types(row)
+                wh.replace_rows("gold", "ml_model_runs", row, where={"run_id": rid}, con=con)
+    reason = "beats its baselines" if qualified else ("first champion" if current is None else "forced")
+    warnings = [] if qualified else [f"{tid} promoted without beating its baselines ({reason})"]
+    return {"promoted": True, "model_version": tid, "previous": previous, "reason": reason,
+            "promoted_at": promoted_at.isoformat(), "warnings": warnings}
+
+
+def _safe_id(value: str) -> str:
+    if not all(ch.isalnum() or ch in "-_" for ch in value):
+        raise MLJobError(f"unexpected run id {value!r}")
+    return value
+
+
+def _restore_types(row: pd.DataFrame) -> pd.DataFrame:
+    """A row read back from ml_model_runs, typed for re-insertion (dates as dates, ints as ints)."""
+    out = row.copy()
+    for c, t in TABLE_COLUMNS["ml_model_runs"]:
+        if c not in out.columns:
+            continue
+        if t == "bigint":
+            out[c] = pd.to_numeric(out[c]).astype("Int64")
+        elif t == "double":
+            out[c] = pd.to_numeric(out[c]).astype("float64")
+        elif t == "timestamp":
+            out[c] = pd.to_datetime(out[c]).astype("datetime64[us]")
+        elif t == "boolean":
+            out[c] = out[c].astype(bool)
+    return out
+
+
+# --------------------------------------------------------------------------------- scoring
+def score_daily(
+    settings: Settings,
+    as_of: Any,
+    model_dir: str | os.PathLike[str] | None = None,
+    *,
+    rebuild_marts: bool = True,
+    attribution: bool = True,
+) -> dict[str, Any]:
+    """Score every customer as of ``as_of`` with the champion models and write the results back.
+
+    1. Load the champion (``champion.json``); without one, :func:`train_models` as of ``as_of``
+       first (promoting the result).
+    2. Features as of ``as_of`` from gold (RFM from gold.fct_orders; behaviour features when the
+       churn model uses them), p_alive / expected purchases / 12-month CLV from the champion's
+       BG/NBD + Gamma-Gamma parameters, churn_probability from its calibrated classifier, tiers
+       and bands by :mod:`ml.scoring`'s rules.
+    3. gold.customer_scores: replace the rows of (``as_of``, model_version); other dates stay.
+    4. With ``attribution``: gold.fct_attribution_ml replaced by :func:`attribution_from_gold`
+       (same transaction as the scores).
+    5. With ``rebuild_marts``: ``dbt build`` of the marts that read these tables
+       (:data:`MARTS_TO_REBUILD`, those the dbt project has), so that gold.dim_customers shows
+       the new scores.
+
+    Returns a JSON-able summary.
+    """
+    began = time.monotonic()
+    day = _day(as_of)
+    wh = get_warehouse(settings)
+    _require_orders(wh)
+    warnings: list[str] = []
+    trained: dict[str, Any] | None = None
+    pointer = load_champion(settings, model_dir)
+    if pointer is None:
+        log.info("no champion model in %s: training as of %s first", models_dir(settings, model_dir), day)
+        trained = train_models(settings, day, model_dir=model_dir, promote=True)
+        pointer = load_champion(settings, model_dir)
+        if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
+            raise MLJobError("training produced no champion; see gold.ml_model_runs")
+    clv_model, churn_model = _load_serving_models(settings, pointer, model_dir)
+    version = str(pointer["model_version"])
+    if str(pointer.get("as_of", "")) > day.isoformat():
+        warnings.append(f"champion {version} was trained on data up to {pointer['as_of']}, after {day}")
+    tx = transactions_from_gold(settings, day)
+    if tx.empty:
+        raise MLJobError(f"gold.fct_orders has no paid orders on or before {day}: nothing to score")
+    extra_names = [c for c in churn_model.feature_names if c not in FEATURE_COLUMNS]
+    extra = behavior_features_from_gold(settings, day) if extra_names else None
+    if extra is not None:
+        extra = extra[["customer_id", *[c for c in extra_names if c in extra.columns]]]
+    feats, _ = build_features(
+        tx, day, horizon_days=int(pointer["horizon_days"]), clv_model=clv_model,
+        monthly_discount_rate=float(pointer.get("monthly_discount_rate", MONTHLY_DISCOUNT_RATE)),
+        extra_features=extra,
+    )
+    for c in churn_model.feature_names:
+        if c not in feats.columns:
+            feats[c] = np.nan
+    churn = churn_model.predict_proba(feats)
+    scores = build_customer_scores(
+        feats[["customer_id", "p_alive", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"]],
+        churn, as_of_date=day, model_version=version,
+    )
+    scores["customer_id"] = scores["customer_id"].astype(str)
+    for c in ("p_alive", "churn_probability", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"):
+        scores[c] = scores[c].astype("float64")
+    scores = scores[list(CUSTOMER_SCORES_COLUMNS)]
+
+    attr_frame, attr_summary = (attribution_from_gold(settings) if attribution else (None, {"skipped": True}))
+    ensure_ml_tables(settings)
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", scores, where={"as_of_date": day, "model_version": version}, con=con)
+        if attr_frame is not None:
+            wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
+    dbt_summary: dict[str, Any] = {"skipped": True}
+    if rebuild_marts:
+        dbt_summary = rebuild_ml_marts(settings)
+    tiers = scores["value_tier"].value_counts().to_dict()
+    bands = scores["churn_risk_band"].value_counts().to_dict()
+    summary = {
+        "as_of": day.isoformat(),
+        "model_version": version,
+        "trained": trained is not None,
+        "customers_scored": int(len(scores)),
+        "value_tiers": {k: int(v) for k, v in sorted(tiers.items())},
+        "churn_risk_bands": {k: int(v) for k, v in sorted(bands.items())},
+        "mean_churn_probability": round(float(scores["churn_probability"].mean()), 6),
+        "mean_p_alive": round(float(scores["p_alive"].mean()), 6),
+        "total_predicted_clv_12m": round(float(scores["predicted_clv_12m"].sum()), 2),
+        "attribution": attr_summary,
+        "dbt": dbt_summary,
+        "warnings": warnings,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    if trained is not None:
+        summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
+    log.info("scored %d customers as of %s with %s", len(scores), day, version)
+    return to_jsonable(summary)
+
+
+def rebuild_ml_marts(settings: Settings) -> dict[str, Any]:
+    """``dbt build`` the marts that read the ML tables (:data:`MARTS_TO_REBUILD` that exist)."""
+    from retailpulse import dbt_runner
+
+    models = settings.dbt_project_dir / "models"
+    present = {p.stem for p in models.rglob("*.sql")} if models.is_dir() else set()
+    selected = [m for m in MARTS_TO_REBUILD if m in present]
+    if not selected:
+        return {"skipped": True, "reason": f"none of {list(MARTS_TO_REBUILD)} in {models}"}
+    result = dbt_runner.run_dbt(settings, ["build", "--select", " ".join(selected)])
+    kinds: dict[str, int] = {}
+    for n in result.nodes:
+        kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1
+    return {"selected": selected, "nodes": kinds}
+
+
+__all__ = [
+    "BEHAVIOR_FEATURES",
+    "CHAMPION_FILE",
+    "FCT_ATTRIBUTION_COLUMNS",
+    "MARTS_TO_REBUILD",
+    "MLJobError",
+    "attribution_from_gold",
+    "behavior_features_from_gold",
+    "ensure_ml_tables",
+    "latest_order_date",
+    "load_champion",
+    "models_dir",
+    "promote_champion",
+    "rebuild_ml_marts",
+    "rfm_summary_from_gold",
+    "score_daily",
+    "train_models",
+    "transactions_from_gold",
+]
