@@ -347,8 +347,6 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, sink=None) -
     f_pos = np.cumsum(is_fbclid) - 1
     gclid_s = random_strings(rng, int(is_gclid.sum()), 40, ALNUM, prefix="Cj0KCQiA")
     fbclid_s = random_strings(rng, int(is_fbclid.sum()), 56, ALNUM, prefix="IwAR")
-    gclid = gclid_s.take(pa.array(np.maximum(g_pos, 0), mask=~is_gclid))
-    fbclid = fbclid_s.take(pa.array(np.maximum(f_pos, 0), mask=~is_fbclid))
     # landing URL per session: the click id / utm query string
     c_med = ct.column("utm_medium").combine_chunks()
     c_utm = ct.column("utm_campaign").combine_chunks()
@@ -359,12 +357,19 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, sink=None) -
                      "&utm_medium=", c_med.take(pa.array(upairs % len(c_med))),
                      "&utm_campaign=", c_utm.take(pa.array(upairs % len(c_med))))
     utm_vocab = pa.concat_arrays([utm_vocab, pa.array([""], pa.string())])
-    q = utm_vocab.take(pa.array(np.where(has_utm, np.searchsorted(upairs, pair), len(upairs))))
-    q = pc.if_else(pa.array(is_gclid), join("?gclid=", gclid), q)
-    q = pc.if_else(pa.array(is_fbclid), join(q, "&fbclid=", fbclid), q)
+    # only sessions with a query string get their own landing URL; the others use the page vocabulary
+    has_q = has_utm | is_gclid | is_fbclid
+    qs = np.flatnonzero(has_q)
+    q_pos = np.cumsum(has_q) - 1
+    q = utm_vocab.take(pa.array(np.where(has_utm[qs], np.searchsorted(upairs, pair[qs]), len(upairs))))
+    gq = pa.array(is_gclid[qs])
+    q = pc.if_else(gq, join("?gclid=", gclid_s.take(pa.array(np.maximum(g_pos[qs], 0), mask=~is_gclid[qs]))), q)
+    q = pc.if_else(pa.array(is_fbclid[qs]),
+                   join(q, "&fbclid=", fbclid_s.take(pa.array(np.maximum(f_pos[qs], 0), mask=~is_fbclid[qs]))), q)
     url_vocab = join(SITE, pa.array(paths, pa.string()))
     n_pages = len(paths)
-    loc_vocab = pa.concat_arrays([url_vocab, join(url_vocab.take(pa.array(landing)), q)])
+    loc_vocab = pa.concat_arrays([url_vocab, join(url_vocab.take(pa.array(landing[qs])), q)])
+    sess_loc = np.where(has_q, n_pages + q_pos, landing)      # landing URL index per session
     title_vocab = pa.array(titles + screens, pa.string())
     ref_vocab = pa.concat_arrays([url_vocab, src_ref])
     uid_vocab = join("u_", number_strings(ppl.web_user_num))
@@ -435,7 +440,7 @@ def make_ga4(ctx: Ctx, camps: Campaigns, ppl: People, ords: Orders, sink=None) -
         o = o[np.lexsort((epos[o], es[o], ts[o]))]
         chunk, po, up = _event_table(
             o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos,
-            s_ch=s_ch, s_camp=s_camp, s_src=s_src, s_dev=s_dev, s_order_c=s_order_c, sid=sid, sess_num=sess_num,
+            sess_loc=sess_loc, s_ch=s_ch, s_camp=s_camp, s_src=s_src, s_dev=s_dev, s_order_c=s_order_c, sid=sid, sess_num=sess_num,
             state=state, delay=delay, g_pos=g_pos, f_pos=f_pos, is_gclid=is_gclid, is_fbclid=is_fbclid,
             dev_plat=dev_plat, dev_cat=dev_cat, os_=os_, dev_country=dev_country, dev_person=e_dev_person,
             login_ts=login_ts, ords=ords, vocab=dict(
@@ -532,7 +537,7 @@ class _Expander:
         return dict(sess=sess, slot=slot, pos=pos, offs=offs, is_vi=is_vi, prod=prod, other=other, linger=linger)
 
 
-def _event_table(o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos, *, s_ch, s_camp, s_src,
+def _event_table(o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, epos, *, sess_loc, s_ch, s_camp, s_src,
                  s_dev, s_order_c, sid, sess_num, state, delay, g_pos, f_pos, is_gclid, is_fbclid, dev_plat,
                  dev_cat, os_, dev_country, dev_person, login_ts, ords, vocab, start_us) -> pa.Table:
     """One chunk of the GA4 table (rows ``o`` of the chunk's event arrays), dictionary-encoded."""
@@ -545,7 +550,7 @@ def _event_table(o, ts, es, ecode, eslot, page, ref_pv, engaged, is_pv, is_fv, e
     e_camp = np.maximum(s_camp[es], 0)
     n_pages = vocab["n_pages"]
     landing_ev = eslot <= 1
-    loc_idx = np.where(landing_ev, n_pages + es, page)
+    loc_idx = np.where(landing_ev, sess_loc[es], page)
     ref_idx = np.where(ref_pv >= 0, ref_pv, n_pages + s_src[es])
     # user_id: sessions after the device's first login, from the login event on (never before it)
     post_login = (state[es] == 2) | ((state[es] == 1) & (eslot >= 4) & ~is_fv)
