@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     postgres_schema_prefix: str = Field("", description="prefix for bronze/silver/gold schemas on Postgres")
     dbt_threads: int = 2
 
+    # --- publishing for BI tools (see README "Connect Tableau / Power BI") -----------------
+    bi_role: str = Field("retailpulse_bi", description="Postgres role that may SELECT gold and nothing else")
+    bi_password: SecretStr | None = Field(None, description="when set, the BI role can LOG IN with it (else NOLOGIN)")
+    publish_postgres_dsn: SecretStr | None = Field(
+        None, description="DuckDB target: also copy gold into this Postgres for BI tools (optional)")
+
     # --- business --------------------------------------------------------------------------
     reporting_currency: str = "USD"
     attribution_lookback_days: int = 30
