@@ -160,6 +160,10 @@ class MLJobError(RuntimeError):
     """A problem the operator can act on; the message says what to do."""
 
 
+class InsufficientHistoryError(MLJobError):
+    """gold does not (yet) hold enough order history to train the models."""
+
+
 # ----------------------------------------------------------------------------------- helpers
 def _day(value: Any) -> dt.date:
     if isinstance(value, dt.datetime):
@@ -351,7 +355,8 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     ``days_since_last_session``, ``days_since_first_session`` (tenure as a visitor),
     ``distinct_channel_groups``, ``share_sessions_paid|direct|email`` (channel mix),
     ``funnel_depth_90d`` (deepest step in the last 90 days: 0 visit, 1 viewed an item, 2 added
-    to cart, 3 began checkout, 4 purchased), ``carts_without_purchase_90d``.
+    to cart, 3 began checkout, 4 purchased; NULL without a session in the window),
+    ``carts_without_purchase_90d``.
     gold.fct_support_cases: ``support_cases_total``, ``support_cases_last_90d``,
     ``support_cases_open`` (open at ``as_of``), ``support_cases_escalated``.
     gold.fct_orders: ``failed_payments`` (orders never paid), ``refunded_orders`` and
@@ -744,10 +749,12 @@ def train_models(
         raise MLJobError("horizon_days must be a positive number of days")
     tx = transactions_from_gold(settings, day)
     if tx.empty:
-        raise MLJobError(f"gold.fct_orders has no paid orders on or before {day}: run the daily pipeline first")
+        raise InsufficientHistoryError(
+            f"gold.fct_orders has no paid orders on or before {day}: run the daily pipeline first"
+        )
     first = tx["ordered_at"].min().date()
     if (day - first).days < 2 * h:
-        raise MLJobError(
+        raise InsufficientHistoryError(
             f"gold.fct_orders has paid orders from {first} to {tx['ordered_at'].max().date()}: training as of {day} "
             f"needs {2 * h} days of history (2 x horizon_days={h}); backfill more history or use a shorter horizon"
         )
@@ -756,11 +763,13 @@ def train_models(
     try:
         result = run_ml(tx, day, horizon_days=h, config=config, monthly_discount_rate=MONTHLY_DISCOUNT_RATE,
                         trained_at=trained_at, extra_features=extra)
-    except (InsufficientDataError, ModelFitError) as exc:
-        raise MLJobError(
+    except InsufficientDataError as exc:
+        raise InsufficientHistoryError(
             f"training as of {day} failed: {exc} (gold.fct_orders needs more customers / repeat purchases "
             "in the last 2 x horizon_days; backfill more history)"
         ) from exc
+    except ModelFitError as exc:
+        raise MLJobError(f"training as of {day} failed: {exc}") from exc
     root = models_dir(settings, model_dir)
     versions = dict(result.versions)
     training_id = f"{versions[CLV_MODEL]}+{versions[CHURN_MODEL]}"
@@ -933,7 +942,9 @@ def score_daily(
     """Score every customer as of ``as_of`` with the champion models and write the results back.
 
     1. Load the champion (``champion.json``); without one, :func:`train_models` as of ``as_of``
-       first (promoting the result).
+       first (promoting the result).  When gold does not hold enough history for that yet
+       (:class:`InsufficientHistoryError`, e.g. the first months of a day-by-day backfill), the
+       scores are skipped -- ``summary["scores"]["skipped"]`` says why -- and the rest still runs.
     2. Features as of ``as_of`` from gold (RFM from gold.fct_orders; behaviour features when the
        churn model uses them), p_alive / expected purchases / 12-month CLV from the champion's
        BG/NBD + Gamma-Gamma parameters, churn_probability from its calibrated classifier, tiers
@@ -953,20 +964,64 @@ def score_daily(
     _require_orders(wh)
     warnings: list[str] = []
     trained: dict[str, Any] | None = None
+    skipped: str | None = None
     pointer = load_champion(settings, model_dir)
     if pointer is None:
         log.info("no champion model in %s: training as of %s first", models_dir(settings, model_dir), day)
-        trained = train_models(settings, day, model_dir=model_dir, promote=True)
-        pointer = load_champion(settings, model_dir)
-        if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
-            raise MLJobError("training produced no champion; see gold.ml_model_runs")
+        try:
+            trained = train_models(settings, day, model_dir=model_dir, promote=True)
+        except InsufficientHistoryError as exc:
+            skipped = f"no champion model yet, and training as of {day} is not possible: {exc}"
+            log.warning("customer scores skipped: %s", skipped)
+        else:
+            pointer = load_champion(settings, model_dir)
+            if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
+                raise MLJobError("training produced no champion; see gold.ml_model_runs")
+    scores: pd.DataFrame | None = None
+    version: str | None = None
+    if pointer is not None:
+        version = str(pointer["model_version"])
+        if str(pointer.get("as_of", "")) > day.isoformat():
+            warnings.append(f"champion {version} was trained on data up to {pointer['as_of']}, after {day}")
+        scores = _score(settings, day, pointer, model_dir)
+        if scores is None:
+            skipped = f"gold.fct_orders has no paid orders on or before {day}: nothing to score"
+
+    attr_frame, attr_summary = (attribution_from_gold(settings) if attribution else (None, {"skipped": True}))
+    if scores is not None or attr_frame is not None:
+        ensure_ml_tables(settings)
+        with wh.connect() as con:
+            if scores is not None:
+                wh.replace_rows("gold", "customer_scores", scores,
+                                where={"as_of_date": day, "model_version": version}, con=con)
+            if attr_frame is not None:
+                wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
+    dbt_summary: dict[str, Any] = {"skipped": True}
+    if rebuild_marts:
+        dbt_summary = rebuild_ml_marts(settings)
+    summary: dict[str, Any] = {
+        "as_of": day.isoformat(),
+        "model_version": version,
+        "trained": trained is not None,
+        "customers_scored": 0 if scores is None else int(len(scores)),
+        "scores": {"skipped": True, "reason": skipped} if scores is None else _scores_summary(scores),
+        "attribution": attr_summary,
+        "dbt": dbt_summary,
+        "warnings": warnings,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    if trained is not None:
+        summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
+    log.info("scored %d customers as of %s with %s", summary["customers_scored"], day, version)
+    return to_jsonable(summary)
+
+
+def _score(settings: Settings, day: dt.date, pointer: Mapping[str, Any], model_dir: Any) -> pd.DataFrame | None:
+    """gold.customer_scores rows as of ``day`` with the champion models (None without customers)."""
     clv_model, churn_model = _load_serving_models(settings, pointer, model_dir)
-    version = str(pointer["model_version"])
-    if str(pointer.get("as_of", "")) > day.isoformat():
-        warnings.append(f"champion {version} was trained on data up to {pointer['as_of']}, after {day}")
     tx = transactions_from_gold(settings, day)
     if tx.empty:
-        raise MLJobError(f"gold.fct_orders has no paid orders on or before {day}: nothing to score")
+        return None
     extra_names = [c for c in churn_model.feature_names if c not in FEATURE_COLUMNS]
     extra = behavior_features_from_gold(settings, day) if extra_names else None
     if extra is not None:
@@ -982,43 +1037,22 @@ def score_daily(
     churn = churn_model.predict_proba(feats)
     scores = build_customer_scores(
         feats[["customer_id", "p_alive", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"]],
-        churn, as_of_date=day, model_version=version,
+        churn, as_of_date=day, model_version=str(pointer["model_version"]),
     )
     scores["customer_id"] = scores["customer_id"].astype(str)
     for c in ("p_alive", "churn_probability", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"):
         scores[c] = scores[c].astype("float64")
-    scores = scores[list(CUSTOMER_SCORES_COLUMNS)]
+    return scores[list(CUSTOMER_SCORES_COLUMNS)]
 
-    attr_frame, attr_summary = (attribution_from_gold(settings) if attribution else (None, {"skipped": True}))
-    ensure_ml_tables(settings)
-    with wh.connect() as con:
-        wh.replace_rows("gold", "customer_scores", scores, where={"as_of_date": day, "model_version": version}, con=con)
-        if attr_frame is not None:
-            wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
-    dbt_summary: dict[str, Any] = {"skipped": True}
-    if rebuild_marts:
-        dbt_summary = rebuild_ml_marts(settings)
-    tiers = scores["value_tier"].value_counts().to_dict()
-    bands = scores["churn_risk_band"].value_counts().to_dict()
-    summary = {
-        "as_of": day.isoformat(),
-        "model_version": version,
-        "trained": trained is not None,
-        "customers_scored": int(len(scores)),
-        "value_tiers": {k: int(v) for k, v in sorted(tiers.items())},
-        "churn_risk_bands": {k: int(v) for k, v in sorted(bands.items())},
+
+def _scores_summary(scores: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "value_tiers": {k: int(v) for k, v in sorted(scores["value_tier"].value_counts().to_dict().items())},
+        "churn_risk_bands": {k: int(v) for k, v in sorted(scores["churn_risk_band"].value_counts().to_dict().items())},
         "mean_churn_probability": round(float(scores["churn_probability"].mean()), 6),
         "mean_p_alive": round(float(scores["p_alive"].mean()), 6),
         "total_predicted_clv_12m": round(float(scores["predicted_clv_12m"].sum()), 2),
-        "attribution": attr_summary,
-        "dbt": dbt_summary,
-        "warnings": warnings,
-        "seconds": round(time.monotonic() - began, 1),
     }
-    if trained is not None:
-        summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
-    log.info("scored %d customers as of %s with %s", len(scores), day, version)
-    return to_jsonable(summary)
 
 
 def rebuild_ml_marts(settings: Settings) -> dict[str, Any]:
@@ -1041,6 +1075,7 @@ __all__ = [
     "BEHAVIOR_FEATURES",
     "CHAMPION_FILE",
     "FCT_ATTRIBUTION_COLUMNS",
+    "InsufficientHistoryError",
     "MARTS_TO_REBUILD",
     "MLJobError",
     "attribution_from_gold",

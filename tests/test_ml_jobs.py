@@ -278,6 +278,10 @@ def test_errors_say_what_to_do(tmp_path, gold_tables):
         jobs.train_models(short, dt.date(2024, 3, 31))
     with pytest.raises(jobs.MLJobError, match="no paid orders on or before 2023-12-31"):
         jobs.train_models(short, dt.date(2023, 12, 31))
+    # the daily scoring does not fail while gold is too young to train: it says why it skipped
+    result = jobs.score_daily(short, dt.date(2024, 3, 31), rebuild_marts=False)
+    assert result["customers_scored"] == 0 and "needs 180 days of history" in result["scores"]["reason"]
+    assert jobs.load_champion(short) is None
 
 
 # ------------------------------------------------------------------------------------ training
@@ -420,3 +424,22 @@ def test_score_daily_trains_when_no_champion_and_rebuilds_the_marts(env, tmp_pat
     runs = _gold(settings, "select * from gold.ml_model_runs")
     assert runs["run_id"].is_unique and runs["promoted_at"].notna().sum() == 2
     assert calls == [["build", "--select", "dim_customers fct_attribution channel_performance_daily"]]
+
+
+# ----------------------------------------------------------------------------------------- DAG
+def test_weekly_train_dag_shape():
+    from retailpulse.airflow_setup import POOL, apply_env
+    from retailpulse.settings import load_settings
+
+    apply_env(load_settings())
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "retailpulse_weekly_train.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["retailpulse_weekly_train"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert {t.task_id for t in dag.tasks} == {"train", "promote", "score"}
+    assert dag.get_task("promote").upstream_task_ids == {"train"}
+    assert dag.get_task("score").upstream_task_ids == {"train", "promote"}
+    for t in dag.tasks:
+        assert t.pool == POOL and t.retries >= 1 and t.execution_timeout is not None

@@ -1,0 +1,103 @@
+"""retailpulse_weekly_train: train and evaluate the ML models, promote the champion, score.
+
+Wiring only; every step is a function in ml.jobs:
+
+1. ``train`` -- :func:`ml.jobs.train_models`: time-split training and holdout evaluation of the
+   CLV (BG/NBD + Gamma-Gamma, xgboost) and churn (xgboost) models on gold, artifacts under
+   ``<data>/models/<model_version>/``, one row per model in gold.ml_model_runs.
+2. ``promote`` -- :func:`ml.jobs.promote_champion`: the new serving models become the champion
+   (``<data>/models/champion.json``, ``promoted_at`` in gold.ml_model_runs) when they beat their
+   baselines, or when there is no champion yet; otherwise the previous champion keeps serving.
+3. ``score`` -- :func:`ml.jobs.score_daily` for the training date with the champion: writes
+   gold.customer_scores and gold.fct_attribution_ml and rebuilds dim_customers, fct_attribution
+   and channel_performance_daily. (retailpulse_daily scores every day after its dbt build.)
+
+The as-of date is ``{"as_of": "YYYY-MM-DD"}`` from the run conf, else the last day with a paid
+order in gold.fct_orders (the data, not the wall clock, decides what can be evaluated);
+``{"horizon_days": N}`` overrides the 90-day horizon. Every task writes the warehouse and takes
+the one slot of the ``retailpulse_warehouse`` pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, get_current_context, task
+
+WAREHOUSE_POOL = "retailpulse_warehouse"
+
+
+def _alert(context) -> None:  # on_failure_callback: a clear alert line beside the data
+    from retailpulse.pipeline import write_alert
+    from retailpulse.settings import load_settings
+
+    ti = context.get("task_instance")
+    err = context.get("exception")
+    write_alert(load_settings(), f"retailpulse_weekly_train task {getattr(ti, 'task_id', '?')} failed "
+                                 f"for run {context.get('run_id')}: {type(err).__name__ if err else 'error'}: {err}")
+
+
+DEFAULTS = {
+    "owner": "retailpulse",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=15),
+    "execution_timeout": dt.timedelta(hours=3),
+    "on_failure_callback": _alert,
+}
+
+
+def _settings():
+    from retailpulse.logging_setup import install_redaction
+    from retailpulse.settings import load_settings
+
+    settings = load_settings()
+    install_redaction(settings)
+    return settings
+
+
+def _conf() -> dict:
+    dag_run = get_current_context().get("dag_run")
+    return (getattr(dag_run, "conf", None) or {}) if dag_run else {}
+
+
+@dag(
+    dag_id="retailpulse_weekly_train",
+    schedule="@weekly",
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULTS,
+    tags=["retailpulse", "ml"],
+    doc_md=__doc__,
+)
+def retailpulse_weekly_train():
+    @task(pool=WAREHOUSE_POOL)
+    def train() -> dict:
+        from ml.jobs import DEFAULT_HORIZON_DAYS, latest_order_date, train_models
+
+        settings = _settings()
+        conf = _conf()
+        as_of = dt.date.fromisoformat(str(conf["as_of"])) if conf.get("as_of") else latest_order_date(settings)
+        horizon = int(conf.get("horizon_days") or DEFAULT_HORIZON_DAYS)
+        return train_models(settings, as_of, horizon, promote=False)
+
+    @task(pool=WAREHOUSE_POOL)
+    def promote(training: dict) -> dict:
+        from ml.jobs import promote_champion
+
+        return promote_champion(_settings(), training)
+
+    @task(pool=WAREHOUSE_POOL)
+    def score(training: dict) -> dict:
+        from ml.jobs import score_daily
+
+        return score_daily(_settings(), dt.date.fromisoformat(training["as_of"]))
+
+    trained = train()
+    promoted = promote(trained)
+    promoted >> score(trained)
+
+
+retailpulse_weekly_train()
