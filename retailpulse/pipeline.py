@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,44 +86,11 @@ def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None
 
 
 def stage_publish(settings: Settings) -> dict[str, Any]:
-    """Copy gold into a read-only serving DuckDB file, swapped in atomically, plus Parquet."""
-    import duckdb
+    """Copy gold into a read-only serving DuckDB file, swapped in atomically, plus Parquet (and, on
+    Postgres, refresh the BI role). See :mod:`retailpulse.publish`."""
+    from retailpulse.publish import publish_gold
 
-    wh = get_warehouse(settings)
-    tables = wh.list_tables("gold")
-    serving = settings.serving_path
-    serving.mkdir(parents=True, exist_ok=True)
-    tmp = serving / f".retailpulse_serving-{uuid.uuid4().hex[:8]}.duckdb"
-    parquet_tmp = serving / f".parquet-{uuid.uuid4().hex[:8]}"
-    parquet_tmp.mkdir()
-    counts: dict[str, int] = {}
-    try:
-        frames = {t: wh.query_df(f'select * from gold."{t}"') for t in tables}
-        con = duckdb.connect(str(tmp))
-        try:
-            con.execute("create schema if not exists gold")
-            for t, df in frames.items():
-                con.register("__f", df)
-                con.execute(f'create table gold."{t}" as select * from __f')
-                con.unregister("__f")
-                con.execute(f"copy gold.\"{t}\" to '{parquet_tmp / (t + '.parquet')}' (format parquet)")
-                counts[t] = len(df)
-        finally:
-            con.close()
-        final = serving / "retailpulse_serving.duckdb"
-        os.replace(tmp, final)
-        final_parquet = serving / "parquet"
-        if final_parquet.exists():
-            old = serving / f".old-parquet-{uuid.uuid4().hex[:8]}"
-            os.rename(final_parquet, old)
-            os.rename(parquet_tmp, final_parquet)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(parquet_tmp, final_parquet)
-    finally:
-        tmp.unlink(missing_ok=True)
-        shutil.rmtree(parquet_tmp, ignore_errors=True)
-    return {"serving_file": str(serving / "retailpulse_serving.duckdb"), "tables": counts}
+    return publish_gold(settings)
 
 
 def gold_counts(settings: Settings) -> dict[str, int]:

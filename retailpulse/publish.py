@@ -1,0 +1,373 @@
+"""Publish gold for analysts and BI tools, after a green run.
+
+* **Serving copy** (every target): gold is copied into a new DuckDB file beside the serving
+  file, checkpointed, made read-only (mode 0444) and renamed over
+  ``<serving>/retailpulse_serving.duckdb``. A rename is atomic, so a reader opens either the old
+  complete file or the new complete one, never a half-written file, and a reader that has the
+  old file open keeps reading it.
+* **Parquet** (every target): one file per gold table in a new directory
+  ``<serving>/parquet-<stamp>/``; ``<serving>/parquet`` is a symbolic link swapped atomically to
+  the new directory (where symbolic links are not available, the directory is renamed into
+  place).
+* **Postgres target**: gold lives in Postgres; the role ``settings.bi_role`` (``retailpulse_bi``)
+  is created or refreshed so that it can SELECT gold and nothing else (USAGE on gold, SELECT on
+  its tables, default privileges for future tables, everything on bronze/silver/ops revoked).
+  NOLOGIN unless ``RETAILPULSE_BI_PASSWORD`` is set.
+* **DuckDB target with ``RETAILPULSE_PUBLISH_POSTGRES_DSN``**: gold is also copied into that
+  Postgres (each table replaced in one transaction) and the same BI role is granted there.
+
+Raw PII never reaches a published copy: publishing refuses, naming the column, when a gold
+column's name looks like raw personal data (e-mail, phone, a person's name); hashed columns such
+as ``email_sha256`` are allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from retailpulse.settings import Settings
+from retailpulse.warehouse import SCHEMAS, DuckDBWarehouse, Warehouse, WarehouseError, get_warehouse, ident
+
+log = logging.getLogger(__name__)
+
+SERVING_FILE = "retailpulse_serving.duckdb"
+PARQUET_LINK = "parquet"
+
+
+class PublishError(WarehouseError):
+    """Publishing was refused or failed; the message says why (never a secret)."""
+
+
+# --- raw PII guard -------------------------------------------------------------------------------
+PII_ALLOWLIST = frozenset({"hashed_email", "email_sha256"})
+_PII_EXACT = {
+    "email": "e-mail", "e_mail": "e-mail", "email_address": "e-mail", "emailaddress": "e-mail",
+    "phone": "phone number", "phone_number": "phone number", "phonenumber": "phone number",
+    "mobile": "phone number", "mobilephone": "phone number", "mobile_phone": "phone number",
+    "first_name": "person's name", "firstname": "person's name", "last_name": "person's name",
+    "lastname": "person's name", "full_name": "person's name", "fullname": "person's name",
+    "middle_name": "person's name", "given_name": "person's name", "family_name": "person's name",
+    "surname": "person's name", "name": "person's name", "person_name": "person's name",
+    "customer_name": "person's name", "contact_name": "person's name", "lead_name": "person's name",
+    "user_name": "person's name", "username": "person's name", "display_name": "person's name",
+    "street": "postal address", "street_address": "postal address", "address": "postal address",
+    "address_line1": "postal address", "address_line_1": "postal address", "postal_address": "postal address",
+    "date_of_birth": "date of birth", "birth_date": "date of birth", "birthdate": "date of birth",
+    "ip_address": "IP address", "ip": "IP address",
+}
+# columns that talk ABOUT e-mail/phone without holding one: flags, counts, hashes
+_NOT_PII = re.compile(r"^(is|has|n|num|count|pct|share)_|_(count|flag|sha256|hash|hashed|opted_out|optin|opt_in|consent)$"
+                      r"|^hashed_")
+
+
+def pii_kind(column: str) -> str | None:
+    """What raw personal data a column name suggests (None when it looks harmless)."""
+    name = column.strip().lower()
+    if name in PII_ALLOWLIST or _NOT_PII.search(name):
+        return None
+    if name in _PII_EXACT:
+        return _PII_EXACT[name]
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
+    if any(t in ("email", "emailaddress", "e_mail") for t in tokens) or "email" in name.replace("_", ""):
+        return "e-mail"
+    if any(t in ("phone", "mobilephone", "telephone", "msisdn") for t in tokens):
+        return "phone number"
+    if len(tokens) >= 2 and tokens[-1] == "name" and tokens[-2] in (
+            "first", "last", "full", "middle", "given", "family", "customer", "contact", "person", "lead", "user"):
+        return "person's name"
+    return None
+
+
+def check_no_raw_pii(columns: dict[str, list[str]]) -> None:
+    """Raise PublishError naming every gold column that looks like raw PII.
+
+    ``columns``: table -> column names.
+    """
+    bad = [f"gold.{t}.{c} ({kind})" for t, cols in sorted(columns.items()) for c in cols if (kind := pii_kind(c))]
+    if bad:
+        raise PublishError(
+            "publish refused: raw personal data must not reach the serving copy or the BI role, but "
+            + ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            + " looks like raw PII; hash it (e.g. email_sha256) or keep it in silver"
+        )
+
+
+def gold_columns(wh: Warehouse) -> dict[str, list[str]]:
+    schema = wh.schema_name("gold")
+    rows = wh.query(
+        "select table_name, column_name from information_schema.columns where table_schema = ? "
+        "order by table_name, ordinal_position",
+        [schema],
+    )
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
+
+
+# --- serving copy ----------------------------------------------------------------------------------
+def _sql_str(value: str | Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _tmp_name(prefix: str, suffix: str = "") -> str:
+    return f".{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path) -> dict[str, int]:
+    """DuckDB target: copy gold table by table inside DuckDB (no round trip through pandas)."""
+    wh = get_warehouse(settings)
+    assert isinstance(wh, DuckDBWarehouse)
+    counts: dict[str, int] = {}
+    # read-write on purpose: in-process readers must share the configuration of the writer (dbt
+    # keeps its connection open); publish runs in the one-slot pool. Autocommit: one transaction
+    # per statement (a DuckDB transaction may write to one attached database only).
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(wh.path))
+    except duckdb.IOException as exc:
+        raise PublishError(f"cannot open {wh.path}: {str(exc).splitlines()[0]} (another process is writing)") from None
+    try:
+        con.execute(f"attach {_sql_str(tmp_db)} as __rp_serving (read_only false)")
+        try:
+            con.execute("create schema if not exists __rp_serving.gold")
+            for t in tables:
+                con.execute(f"create table __rp_serving.gold.{ident(t)} as select * from gold.{ident(t)}")
+                counts[t] = int(con.execute(f"select count(*) from __rp_serving.gold.{ident(t)}").fetchone()[0])
+                con.execute(f"copy (select * from gold.{ident(t)}) to {_sql_str(parquet_dir / (t + '.parquet'))} "
+                            "(format parquet, compression zstd)")
+            con.execute("checkpoint __rp_serving")
+        finally:
+            con.execute("detach __rp_serving")
+    finally:
+        con.close()
+    return counts
+
+
+def _copy_frames_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path) -> dict[str, int]:
+    """Other targets: read each gold table into a frame and write it into the DuckDB copy."""
+    import duckdb
+
+    wh = get_warehouse(settings)
+    counts: dict[str, int] = {}
+    con = duckdb.connect(str(tmp_db))
+    try:
+        con.execute("create schema if not exists gold")
+        for t in tables:
+            df = wh.query_df(f"select * from {ident(wh.schema_name('gold'))}.{ident(t)}")
+            con.register("__rp_frame", df)
+            try:
+                con.execute(f"create table gold.{ident(t)} as select * from __rp_frame")
+            finally:
+                con.unregister("__rp_frame")
+            con.execute(f"copy gold.{ident(t)} to {_sql_str(parquet_dir / (t + '.parquet'))} (format parquet, compression zstd)")
+            counts[t] = len(df)
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    return counts
+
+
+def _swap_parquet(serving: Path, new_dir: Path, keep_previous: bool = True) -> Path:
+    """Point ``<serving>/parquet`` at ``new_dir`` atomically.
+
+    Older published directories are removed, except (with ``keep_previous``) the one the link
+    pointed at until now, so that a reader that resolved the link a moment ago can finish.
+    """
+    link = serving / PARQUET_LINK
+    previous = link.resolve() if link.is_symlink() else None
+    tmp_link = serving / _tmp_name("parquet-link")
+    try:
+        os.symlink(new_dir.name, tmp_link, target_is_directory=True)
+        if link.exists() and not link.is_symlink():  # a real directory from an earlier version
+            os.rename(link, serving / _tmp_name("old-parquet"))
+        os.replace(tmp_link, link)  # atomic: a symlink renamed over a symlink
+    except OSError:  # no symbolic links here (e.g. Windows without the privilege): rename the directory
+        with contextlib.suppress(FileNotFoundError):
+            tmp_link.unlink()
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            os.rename(link, serving / _tmp_name("old-parquet"))
+        os.rename(new_dir, link)
+        new_dir = link
+        previous = None
+    keep = {new_dir.resolve()}
+    if keep_previous and previous is not None:
+        keep.add(previous)
+    for p in serving.iterdir():
+        if p.is_symlink() or not p.is_dir() or p.resolve() in keep:
+            continue
+        if p.name.startswith("parquet-") or p.name.startswith(".old-parquet"):
+            shutil.rmtree(p, ignore_errors=True)
+    return link
+
+
+def publish_serving_copy(settings: Settings, tables: list[str] | None = None, keep_previous: bool = True) -> dict[str, Any]:
+    """Copy gold into the read-only serving DuckDB file and Parquet (both swapped in atomically).
+
+    ``keep_previous=False`` (used by erasure) removes the previous Parquet generation at once.
+    """
+    wh = get_warehouse(settings)
+    if tables is None:
+        tables = wh.list_tables("gold")
+    serving = settings.serving_path
+    serving.mkdir(parents=True, exist_ok=True)
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+    tmp_db = serving / _tmp_name("retailpulse_serving", ".duckdb")
+    parquet_dir = serving / f"parquet-{stamp}"
+    parquet_dir.mkdir()
+    final = serving / SERVING_FILE
+    try:
+        copy = _copy_duckdb_gold if wh.target == "duckdb" else _copy_frames_gold
+        counts = copy(settings, tables, tmp_db, parquet_dir)
+        Path(str(tmp_db) + ".wal").unlink(missing_ok=True)  # checkpointed: nothing left in a WAL
+        os.chmod(tmp_db, 0o444)  # the serving copy is read-only for everyone
+        os.replace(tmp_db, final)
+        parquet = _swap_parquet(serving, parquet_dir, keep_previous)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_db.unlink()
+        Path(str(tmp_db) + ".wal").unlink(missing_ok=True)
+        if parquet_dir.exists() and not (serving / PARQUET_LINK).resolve() == parquet_dir.resolve():
+            shutil.rmtree(parquet_dir, ignore_errors=True)
+        raise
+    return {"serving_file": str(final), "parquet_dir": str(parquet), "tables": counts}
+
+
+# --- Postgres: the BI role and the optional BI copy ------------------------------------------------
+def _role_ident(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise PublishError(f"invalid BI role name {name!r}: use lower-case letters, digits and underscores")
+    return f'"{name}"'
+
+
+def grant_bi_role(con: Any, settings: Settings, gold_schema: str, other_schemas: Iterable[str]) -> str:
+    """Create or refresh the BI role on a psycopg2 connection: SELECT on gold, nothing else.
+
+    Returns "login" or "nologin". The caller commits.
+    """
+    role = _role_ident(settings.bi_role)
+    cur = con.cursor()
+    cur.execute("select 1 from pg_roles where rolname = %s", [settings.bi_role])
+    if cur.fetchone() is None:
+        try:
+            cur.execute(f"create role {role} nologin")
+        except Exception as exc:  # noqa: BLE001 - a concurrent publish created it first
+            if "already exists" not in str(exc):
+                raise
+            con.rollback()
+    if settings.bi_password is not None and settings.bi_password.get_secret_value():
+        # the password is passed as a bound parameter, never formatted into logged SQL
+        cur.execute(f"alter role {role} with login password %s", [settings.bi_password.get_secret_value()])
+        mode = "login"
+    else:
+        cur.execute(f"alter role {role} with nologin")
+        mode = "nologin"
+    cur.execute(f"alter role {role} with nosuperuser nocreatedb nocreaterole noinherit")
+    for schema in other_schemas:
+        cur.execute("select 1 from information_schema.schemata where schema_name = %s", [schema])
+        if cur.fetchone() is None:
+            continue
+        cur.execute(f"revoke all on all tables in schema {ident(schema)} from {role}")
+        cur.execute(f"revoke all on all sequences in schema {ident(schema)} from {role}")
+        cur.execute(f"revoke all on schema {ident(schema)} from {role}")
+        cur.execute(f"alter default privileges in schema {ident(schema)} revoke all on tables from {role}")
+    cur.execute(f"create schema if not exists {ident(gold_schema)}")
+    cur.execute(f"revoke all on all tables in schema {ident(gold_schema)} from {role}")
+    cur.execute(f"grant usage on schema {ident(gold_schema)} to {role}")
+    cur.execute(f"grant select on all tables in schema {ident(gold_schema)} to {role}")
+    # tables dbt (or the next publish) creates later, as the same owner, are readable too
+    cur.execute(f"alter default privileges in schema {ident(gold_schema)} grant select on tables to {role}")
+    return mode
+
+
+def _postgres_settings(settings: Settings, dsn: str) -> Settings:
+    from pydantic import SecretStr
+
+    return settings.model_copy(update={"target": "postgres", "postgres_dsn": SecretStr(dsn)})
+
+
+def refresh_bi_role_on_warehouse(settings: Settings) -> dict[str, Any]:
+    """Postgres target: gold lives in the warehouse; (re)grant the BI role there."""
+    wh = get_warehouse(settings)
+    gold = wh.schema_name("gold")
+    others = [wh.schema_name(s) for s in SCHEMAS if s != "gold"]
+    with wh.connect() as con:
+        mode = grant_bi_role(con, settings, gold, others)
+    return {"role": settings.bi_role, "mode": mode, "schema": gold}
+
+
+def copy_gold_to_postgres(settings: Settings, tables: list[str]) -> dict[str, Any]:
+    """DuckDB target + publish_postgres_dsn: replace gold in that Postgres, one transaction per table,
+    drop gold tables that no longer exist, and grant the BI role."""
+    assert settings.publish_postgres_dsn is not None
+    source = get_warehouse(settings)
+    target = get_warehouse(_postgres_settings(settings, settings.publish_postgres_dsn.get_secret_value()))
+    gold = target.schema_name("gold")
+    target.ensure_schemas(["gold"])
+    counts: dict[str, int] = {}
+    for t in tables:
+        df = source.query_df(f"select * from {ident(source.schema_name('gold'))}.{ident(t)}")
+        with target.connect() as con:  # one transaction per table: readers see old or new rows
+            existing = list(target._column_types(con, gold, t))
+            if existing == [str(c) for c in df.columns]:
+                # same shape: keep the table (and analysts' views on it), swap its rows
+                target._exec(con, f"truncate table {ident(gold)}.{ident(t)}")
+            else:
+                target._exec(con, f"drop table if exists {ident(gold)}.{ident(t)} cascade")
+                target._create_from_df(con, gold, t, df)
+            if len(df):
+                target._insert_df(con, gold, t, df)
+        counts[t] = len(df)
+    stale = [t for t in target.list_tables("gold") if t not in counts]
+    with target.connect() as con:
+        for t in stale:
+            target._exec(con, f"drop table if exists {ident(gold)}.{ident(t)} cascade")
+        others = [target.schema_name(s) for s in SCHEMAS if s != "gold"]
+        mode = grant_bi_role(con, settings, gold, others)
+    return {"tables": counts, "dropped": stale, "role": settings.bi_role, "mode": mode, "schema": gold}
+
+
+# --- the publish stage -----------------------------------------------------------------------------
+def publish_gold(settings: Settings, keep_previous: bool = True) -> dict[str, Any]:
+    """Refuse raw PII, then publish the serving copy (+ Parquet), the BI role / BI Postgres copy.
+
+    Returns ``{"serving_file", "parquet_dir", "tables": {table: rows}, ...}``. Raises
+    PublishError (naming the column) when a gold column looks like raw PII; nothing is published
+    then and the previous serving copy stays.
+    """
+    wh = get_warehouse(settings)
+    columns = gold_columns(wh)
+    check_no_raw_pii(columns)
+    tables = sorted(columns)
+    result = publish_serving_copy(settings, tables, keep_previous=keep_previous)
+    if wh.target == "postgres":
+        result["bi_role"] = refresh_bi_role_on_warehouse(settings)
+    elif settings.publish_postgres_dsn is not None and settings.publish_postgres_dsn.get_secret_value():
+        result["postgres"] = copy_gold_to_postgres(settings, tables)
+    log.info("published %d gold tables to %s", len(tables), result["serving_file"])
+    return result
+
+
+__all__ = [
+    "PII_ALLOWLIST",
+    "PublishError",
+    "check_no_raw_pii",
+    "copy_gold_to_postgres",
+    "grant_bi_role",
+    "pii_kind",
+    "publish_gold",
+    "publish_serving_copy",
+    "refresh_bi_role_on_warehouse",
+]

@@ -1,0 +1,273 @@
+"""Publishing gold: the read-only serving copy swapped in atomically, Parquet, the raw-PII guard,
+the Postgres BI role (SELECT on gold only) and the optional BI copy in Postgres."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from retailpulse.publish import PublishError, check_no_raw_pii, pii_kind, publish_gold
+from retailpulse.warehouse import get_warehouse
+
+
+def _gold(wh, generation: int, rows: int = 2000) -> None:
+    """Two gold tables whose rows all carry ``generation`` (a reader can tell a mix apart)."""
+    wh.ensure_schemas()
+    orders = pd.DataFrame({
+        "order_id": [f"ord_{i:06d}" for i in range(rows)],
+        "customer_id": [f"c{i % 97}" for i in range(rows)],
+        "net_revenue": [float(i) for i in range(rows)],
+        "generation": [generation] * rows,
+    })
+    customers = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(97)],
+        "email_sha256": ["0" * 64] * 97,
+        "is_email_opted_out": [False] * 97,
+        "generation": [generation] * 97,
+    })
+    with wh.connect() as con:
+        wh.replace_rows("gold", "fct_orders", orders, where=None, con=con)
+        wh.replace_rows("gold", "dim_customers", customers, where=None, con=con)
+        wh.replace_rows("bronze", "stripe__customers",
+                        pd.DataFrame({"id": ["cus_1"], "email": ["jane@example.com"]}), where=None, con=con)
+
+
+# --- the raw PII guard ---------------------------------------------------------------------------
+@pytest.mark.parametrize("column", ["email", "Email", "receipt_email", "customer_email", "email_address", "phone",
+                                    "mobile_phone", "phone_number", "first_name", "firstname", "last_name",
+                                    "full_name", "name", "customer_name", "contact_name", "street_address"])
+def test_raw_pii_column_names_are_recognised(column):
+    assert pii_kind(column) is not None
+
+
+@pytest.mark.parametrize("column", ["email_sha256", "hashed_email", "is_email_opted_out", "has_email", "customer_id",
+                                    "campaign_name", "channel_group", "country", "order_id", "email_count",
+                                    "phone_sha256", "user_pseudo_id", "reporting_currency"])
+def test_harmless_column_names_pass(column):
+    assert pii_kind(column) is None
+
+
+def test_check_names_every_offending_column():
+    with pytest.raises(PublishError) as err:
+        check_no_raw_pii({"dim_customers": ["customer_id", "email", "email_sha256"], "x": ["first_name", "country"]})
+    msg = str(err.value)
+    assert "gold.dim_customers.email (e-mail)" in msg and "gold.x.first_name" in msg
+    assert "email_sha256" not in msg.replace("e.g. email_sha256", "")
+
+
+def test_publish_refuses_raw_pii_and_keeps_the_previous_copy(settings):
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    first = publish_gold(settings)
+    wh.execute('alter table gold.dim_customers add column "email" varchar')
+    with pytest.raises(PublishError, match=r"gold\.dim_customers\.email \(e-mail\)"):
+        publish_gold(settings)
+    # nothing half-done: the previous serving copy is untouched and no temp files are left
+    import duckdb
+
+    con = duckdb.connect(first["serving_file"], read_only=True)
+    try:
+        cols = [r[0] for r in con.execute("select column_name from information_schema.columns "
+                                          "where table_name = 'dim_customers'").fetchall()]
+    finally:
+        con.close()
+    assert "email" not in cols
+    assert not [p for p in settings.serving_path.iterdir() if p.name.startswith(".")]
+
+
+# --- the serving copy ----------------------------------------------------------------------------
+def test_serving_copy_is_gold_only_read_only_and_has_parquet(settings):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    result = publish_gold(settings)
+    path = Path(result["serving_file"])
+    assert path == settings.serving_path / "retailpulse_serving.duckdb"
+    assert result["tables"] == {"dim_customers": 97, "fct_orders": 2000}
+    assert not (os.stat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)), "serving file is mode 0444"
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        schemas = {r[0] for r in con.execute("select distinct table_schema from information_schema.tables").fetchall()}
+        assert schemas == {"gold"}
+        assert con.execute("select count(*) from gold.fct_orders").fetchone()[0] == 2000
+        with pytest.raises(duckdb.Error):
+            con.execute("delete from gold.fct_orders")
+    finally:
+        con.close()
+    parquet = settings.serving_path / "parquet"
+    assert pq.read_table(parquet / "fct_orders.parquet").num_rows == 2000
+    # a second publish replaces both; only the current and the previous Parquet generation remain
+    _gold(wh, 2, rows=10)
+    publish_gold(settings)
+    publish_gold(settings)
+    assert pq.read_table(parquet / "fct_orders.parquet").column("generation").to_pylist() == [2] * 10
+    generations = [p for p in settings.serving_path.iterdir() if p.name.startswith("parquet-")]
+    assert 1 <= len(generations) <= 2
+    # erasure publishes without keeping the previous generation
+    publish_gold(settings, keep_previous=False)
+    assert len([p for p in settings.serving_path.iterdir() if p.name.startswith("parquet-")]) == 1
+
+
+def _reader(path: str, stop_at: float, out) -> None:  # runs in a separate process
+    import duckdb
+
+    reads, errors, generations = 0, [], set()
+    while time.time() < stop_at:
+        if not os.path.exists(path):
+            continue
+        try:
+            con = duckdb.connect(path, read_only=True)
+            try:
+                rows = con.execute(
+                    "select (select min(generation) from gold.fct_orders), (select max(generation) from gold.fct_orders), "
+                    "(select count(*) from gold.fct_orders), (select min(generation) from gold.dim_customers), "
+                    "(select max(generation) from gold.dim_customers)").fetchone()
+            finally:
+                con.close()
+            lo, hi, n, clo, chi = rows
+            if not (lo == hi == clo == chi) or n != 2000:
+                errors.append(f"mixed or partial copy: {rows}")
+            generations.add(lo)
+            reads += 1
+        except Exception as exc:  # noqa: BLE001 - every failure to read is what the test looks for
+            errors.append(f"{type(exc).__name__}: {exc}")
+    out.put((reads, errors[:5], len(errors), sorted(generations)))
+
+
+def test_readers_never_see_a_half_written_serving_file(settings):
+    wh = get_warehouse(settings)
+    _gold(wh, 0)
+    publish_gold(settings)
+    path = str(settings.serving_path / "retailpulse_serving.duckdb")
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_reader, args=(path, time.time() + 12, out))
+    proc.start()
+    try:
+        published = 0
+        deadline = time.time() + 9
+        while time.time() < deadline or published < 3:
+            published += 1
+            _gold(wh, published)
+            publish_gold(settings)
+        reads, errors, n_errors, generations = out.get(timeout=60)
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+    assert n_errors == 0, errors
+    assert reads > 20
+    assert len(generations) >= 2, "the reader saw successive publishes"
+
+
+# --- Postgres: the BI role -------------------------------------------------------------------------
+def _drop_role(dsn: str, role: str) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    cur = con.cursor()
+    cur.execute("select 1 from pg_roles where rolname = %s", [role])
+    if cur.fetchone():
+        cur.execute(f'drop owned by "{role}"')
+        cur.execute(f'drop role "{role}"')
+    con.close()
+
+
+def _as_role(dsn: str, role: str, sql: str):
+    import psycopg2
+
+    con = psycopg2.connect(dsn)
+    try:
+        cur = con.cursor()
+        cur.execute(f'set role "{role}"')
+        cur.execute(sql)
+        return cur.fetchall()
+    finally:
+        con.rollback()
+        con.close()
+
+
+def test_default_bi_role_name(settings):
+    assert settings.bi_role == "retailpulse_bi"
+    assert settings.bi_password is None
+
+
+def test_postgres_target_bi_role_selects_gold_only(pg_settings):
+    import psycopg2
+
+    role = f"rp_bi_{uuid.uuid4().hex[:8]}"
+    settings = pg_settings.model_copy(update={"bi_role": role})
+    dsn = settings.postgres_dsn.get_secret_value()
+    wh = get_warehouse(settings)
+    prefix = settings.postgres_schema_prefix
+    try:
+        _gold(wh, 1, rows=50)
+        wh.replace_rows("ops", "load_audit", pd.DataFrame({"source": ["stripe"], "loaded": [1]}), where=None)
+        wh.replace_rows("silver", "int_customers", pd.DataFrame({"email": ["jane@example.com"]}), where=None)
+        result = publish_gold(settings)
+        assert result["bi_role"] == {"role": role, "mode": "nologin", "schema": f"{prefix}gold"}
+        assert Path(result["serving_file"]).exists() and result["tables"]["fct_orders"] == 50
+        assert _as_role(dsn, role, f'select count(*) from "{prefix}gold".fct_orders') == [(50,)]
+        for schema, table in (("bronze", "stripe__customers"), ("silver", "int_customers"), ("ops", "load_audit")):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                _as_role(dsn, role, f'select * from "{prefix}{schema}"."{table}"')
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _as_role(dsn, role, f'delete from "{prefix}gold".fct_orders')
+        # a gold table created later (as dbt would, same owner) is readable through default privileges
+        wh.replace_rows("gold", "kpi_daily", pd.DataFrame({"orders": [3]}), where=None)
+        assert _as_role(dsn, role, f'select orders from "{prefix}gold".kpi_daily') == [(3,)]
+        # NOLOGIN without a password; LOGIN once RETAILPULSE_BI_PASSWORD is set
+        con = psycopg2.connect(dsn)
+        cur = con.cursor()
+        cur.execute("select rolcanlogin, rolsuper from pg_roles where rolname = %s", [role])
+        assert cur.fetchone() == (False, False)
+        con.close()
+        from pydantic import SecretStr
+
+        with_password = settings.model_copy(update={"bi_password": SecretStr("bi-" + uuid.uuid4().hex)})
+        assert publish_gold(with_password)["bi_role"]["mode"] == "login"
+        con = psycopg2.connect(dsn)
+        cur = con.cursor()
+        cur.execute("select rolcanlogin from pg_roles where rolname = %s", [role])
+        assert cur.fetchone() == (True,)
+        con.close()
+    finally:
+        _drop_role(dsn, role)
+
+
+def test_duckdb_target_copies_gold_into_the_bi_postgres(pg_settings, settings_factory):
+    import psycopg2
+
+    role = f"rp_bi_{uuid.uuid4().hex[:8]}"
+    dsn = pg_settings.postgres_dsn.get_secret_value()
+    prefix = pg_settings.postgres_schema_prefix  # pg_settings drops these schemas afterwards
+    settings = settings_factory(publish_postgres_dsn=dsn, postgres_schema_prefix=prefix, bi_role=role)
+    wh = get_warehouse(settings)
+    try:
+        _gold(wh, 1, rows=30)
+        result = publish_gold(settings)
+        assert result["postgres"]["tables"] == {"dim_customers": 97, "fct_orders": 30}
+        assert _as_role(dsn, role, f'select count(*), max(generation) from "{prefix}gold".fct_orders') == [(30, 1)]
+        # re-publishing replaces rows (same shape: truncate + insert) and drops tables gone from gold
+        _gold(wh, 2, rows=5)
+        wh.execute("drop table gold.dim_customers")
+        result = publish_gold(settings)
+        assert result["postgres"]["dropped"] == ["dim_customers"]
+        assert _as_role(dsn, role, f'select count(*), max(generation) from "{prefix}gold".fct_orders') == [(5, 2)]
+        con = psycopg2.connect(dsn)
+        cur = con.cursor()
+        cur.execute("select count(*) from information_schema.tables where table_schema = %s", [f"{prefix}gold"])
+        assert cur.fetchone() == (1,)
+        con.close()
+    finally:
+        _drop_role(dsn, role)
