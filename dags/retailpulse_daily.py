@@ -1,4 +1,4 @@
-"""retailpulse_daily: sources -> landing -> validate + bronze -> dbt silver/gold -> publish.
+"""retailpulse_daily: sources -> landing -> validate + bronze -> dbt silver/gold -> ML scores -> publish.
 
 Wiring only; every step is a function in retailpulse.pipeline. A run covers its data interval,
 or the inclusive dates ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` given in the run conf
@@ -92,6 +92,12 @@ def retailpulse_daily():
 
         return stage_dbt(_settings())
 
+    @task(pool=WAREHOUSE_POOL)
+    def ml_score() -> dict:
+        from retailpulse.pipeline import stage_ml
+
+        return stage_ml(_settings(), _interval())
+
     @task(pool=WAREHOUSE_POOL, outlets=[GOLD_ASSET])
     def publish() -> dict:
         from retailpulse.pipeline import stage_publish
@@ -106,7 +112,7 @@ def retailpulse_daily():
         loads.append(loaded)
     built = dbt_build()
     loads >> built
-    built >> publish()
+    built >> ml_score() >> publish()
 
 
 retailpulse_daily()

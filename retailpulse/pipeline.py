@@ -85,6 +85,16 @@ def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None
     return {"seconds": round(time.monotonic() - began, 1), "nodes": kinds}
 
 
+def stage_ml(settings: Settings, interval: Interval) -> dict[str, Any]:
+    """Score every customer as of the interval's last day with the champion models (training
+    one first when none exists), write gold.customer_scores and the data-driven attribution,
+    and rebuild the marts that show them (dim_customers, fct_attribution, ...)."""
+    from ml.jobs import score_daily
+
+    last_day = (interval.end - dt.timedelta(microseconds=1)).date()
+    return score_daily(settings, last_day)
+
+
 def stage_publish(settings: Settings) -> dict[str, Any]:
     """Copy gold into a read-only serving DuckDB file, swapped in atomically, plus Parquet (and, on
     Postgres, refresh the BI role). See :mod:`retailpulse.publish`."""

@@ -44,6 +44,11 @@ def test_warehouse_writers_share_the_one_slot_pool(dagbag):
 def test_daily_dag_shape(dagbag):
     dag = dagbag.dags["retailpulse_daily"]
     ids = {t.task_id for t in dag.tasks}
-    assert {"extract_stripe", "load_stripe", "dbt_build", "publish"} <= ids
-    assert dag.get_task("load_stripe").upstream_task_ids == {"extract_stripe"}
-    assert "dbt_build" in dag.get_task("publish").upstream_task_ids
+    from ingestion.connectors import SOURCES
+
+    assert {"dbt_build", "ml_score", "publish"} <= ids
+    for source in SOURCES:
+        assert dag.get_task(f"load_{source}").upstream_task_ids == {f"extract_{source}"}
+        assert f"load_{source}" in dag.get_task("dbt_build").upstream_task_ids
+    assert dag.get_task("ml_score").upstream_task_ids == {"dbt_build"}
+    assert dag.get_task("publish").upstream_task_ids == {"ml_score"}
