@@ -15,7 +15,8 @@ Wiring only; every step is a function in ml.jobs:
 The as-of date is ``{"as_of": "YYYY-MM-DD"}`` from the run conf, else the last day with a paid
 order in gold.fct_orders (the data, not the wall clock, decides what can be evaluated);
 ``{"horizon_days": N}`` overrides the 90-day horizon. Every task writes the warehouse and takes
-the one slot of the ``retailpulse_warehouse`` pool.
+the one slot of the ``retailpulse_warehouse`` pool. While gold holds too little history to train
+(less than 2 x horizon_days of orders), the run is skipped with the reason, not failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 WAREHOUSE_POOL = "retailpulse_warehouse"
 
@@ -75,13 +77,16 @@ def _conf() -> dict:
 def retailpulse_weekly_train():
     @task(pool=WAREHOUSE_POOL)
     def train() -> dict:
-        from ml.jobs import DEFAULT_HORIZON_DAYS, latest_order_date, train_models
+        from ml.jobs import DEFAULT_HORIZON_DAYS, InsufficientHistoryError, latest_order_date, train_models
 
         settings = _settings()
         conf = _conf()
         as_of = dt.date.fromisoformat(str(conf["as_of"])) if conf.get("as_of") else latest_order_date(settings)
         horizon = int(conf.get("horizon_days") or DEFAULT_HORIZON_DAYS)
-        return train_models(settings, as_of, horizon, promote=False)
+        try:
+            return train_models(settings, as_of, horizon, promote=False)
+        except InsufficientHistoryError as exc:  # retrying cannot help; promote and score skip too
+            raise AirflowSkipException(f"not enough history to train yet: {exc}") from exc
 
     @task(pool=WAREHOUSE_POOL)
     def promote(training: dict) -> dict:

@@ -4,8 +4,8 @@ Every function takes a :class:`~retailpulse.settings.Settings` and explicit date
 warehouse only through :func:`retailpulse.warehouse.get_warehouse`, keeps no global state and
 returns a small JSON-able summary (or a frame).  SQL is portable (DuckDB and Postgres): ANSI
 ``case``/``cast``, ``date - date`` (whole days on both engines) and date literals built from
-validated :class:`datetime.date` values; no ``?``/``%`` in statements, so the same text runs on
-both drivers.
+validated :class:`datetime.date` values; no ``%`` in statements, and the one parameterised
+query uses ``?``, which the Postgres warehouse translates.
 
 Public functions
 ----------------
@@ -88,7 +88,7 @@ from ml.attribution import attribution_diagnostics, markov_attribution, order_cr
 from ml.clv import CLVModel, InsufficientDataError, ModelFitError
 from ml.evaluation import qualifies, run_task
 from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
-from ml.scoring import CUSTOMER_SCORES_COLUMNS, MODEL_RUN_COLUMNS, build_customer_scores
+from ml.scoring import CUSTOMER_SCORES_COLUMNS, build_customer_scores
 from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features
 from retailpulse.settings import Settings
 from retailpulse.warehouse import Warehouse, get_warehouse, ident
@@ -208,12 +208,6 @@ def models_dir(settings: Settings, model_dir: str | os.PathLike[str] | None = No
 def _now() -> dt.datetime:
     """Now in UTC, without zone (gold timestamps are UTC without zone), whole seconds."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-
-
-def _num(frame: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
-    for c in cols:
-        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
-    return frame
 
 
 def _require_orders(wh: Warehouse) -> Catalog:
@@ -739,8 +733,8 @@ def train_models(
     Artifacts go to ``<models_dir>/<model_version>/`` (one per model); one row per model is
     written to gold.ml_model_runs (replacing rows with the same ``run_id``: re-training on the
     same data is idempotent).  With ``promote`` the serving set is then offered to
-    :func:`promote_champion`.  Returns a JSON-able summary (``training`` key feeds
-    :func:`promote_champion`).
+    :func:`promote_champion`.  Returns a JSON-able summary, which is also what
+    :func:`promote_champion` takes (the weekly DAG passes it between its tasks).
     """
     began = time.monotonic()
     day = _day(as_of)
