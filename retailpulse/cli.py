@@ -106,6 +106,42 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     return serve(settings, port=args.port)
 
 
+def cmd_import_transactions(settings: Settings, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ingestion.transactions import ColumnMapping, import_transactions_command
+
+    mapping = ColumnMapping(**{role: getattr(args, f"{role}_col") for role in asdict(ColumnMapping())})
+    report = import_transactions_command(
+        settings, args.file, mapping, currency=args.currency, day_first=args.day_first,
+        date_format=args.date_format, timezone=args.timezone, delimiter=args.delimiter,
+        encoding=args.encoding, max_reject_fraction=args.max_reject_fraction,
+    )
+    _print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else "\n".join(report.lines()))
+    if args.build:
+        from retailpulse.pipeline import stage_dbt
+
+        _print("building silver and gold with dbt ...")
+        stage_dbt(settings)
+        _print_summary(settings)
+    return 0
+
+
+def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestion.gx_docs import build_data_docs
+    from retailpulse.dbt_runner import run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    init_warehouse(settings)
+    run_dbt(settings, ["docs", "generate", "--target-path", str(settings.data_path / "dbt_docs")])
+    gx_index = build_data_docs(settings)
+    _print(f"dbt docs: {settings.data_path / 'dbt_docs' / 'index.html'} "
+           f"(serve with: .venv/bin/dbt docs serve --project-dir dbt --target-path {settings.data_path / 'dbt_docs'} "
+           f"--profiles-dir {settings.data_path / 'dbt_profiles'} --host 127.0.0.1)")
+    _print(f"Great Expectations Data Docs: {gx_index}")
+    return 0
+
+
 def _print_summary(settings: Settings, demo: bool = False) -> None:
     from retailpulse.pipeline import gold_counts
 
@@ -129,6 +165,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "query": cmd_query,
     "sandbox": cmd_sandbox,
     "airflow": cmd_airflow,
+    "import-transactions": cmd_import_transactions,
+    "docs": cmd_docs,
 }
 
 
@@ -166,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("airflow", help="start the Airflow UI (127.0.0.1) with the project's DAGs")
     s.add_argument("--port", type=int, default=8080)
+
+    s = sub.add_parser("import-transactions", help="load a CSV or Parquet transaction log (no APIs needed)")
+    s.add_argument("file", help="CSV (any delimiter, optionally gzipped) or Parquet file")
+    for role in ("customer", "timestamp", "amount", "unit_price", "quantity", "order_id", "currency", "country"):
+        s.add_argument(f"--{role.replace('_', '-')}-col", dest=f"{role}_col", metavar="COLUMN",
+                       help=f"column holding the {role.replace('_', ' ')} (default: guessed from common names)")
+    s.add_argument("--currency", help="ISO currency of the amounts when the file has no currency column")
+    s.add_argument("--day-first", dest="day_first", action="store_true", default=None, help="dates are DD/MM/YYYY")
+    s.add_argument("--month-first", dest="day_first", action="store_false", help="dates are MM/DD/YYYY")
+    s.add_argument("--date-format", help="explicit strptime format, e.g. %%d.%%m.%%Y %%H:%%M")
+    s.add_argument("--timezone", default="UTC", help="time zone of naive timestamps (default UTC)")
+    s.add_argument("--delimiter", help="CSV delimiter (default: sniffed)")
+    s.add_argument("--encoding", help="file encoding (default: utf-8, then cp1252/latin-1)")
+    s.add_argument("--max-reject-fraction", type=float, help="refuse the import above this share of rejected lines")
+    s.add_argument("--json", action="store_true", help="print the import report as JSON")
+    s.add_argument("--build", action="store_true", help="run dbt afterwards so gold includes the import")
+
+    sub.add_parser("docs", help="build the dbt docs and the Great Expectations Data Docs")
     return p
 
 

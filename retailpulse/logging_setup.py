@@ -56,10 +56,16 @@ def install_redaction(settings: Settings) -> RedactingFilter:
 
 
 def configure_cli_logging(settings: Settings, verbose: bool = False) -> None:
+    """Logs go to stderr (stdout stays clean for --format csv/json); INFO with --verbose."""
+    try:  # Airflow configures logging (to stdout) when first imported: let it, then take over
+        import airflow  # noqa: F401
+    except Exception:
+        pass
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     for noisy in ("great_expectations", "urllib3", "stripe", "simple_salesforce"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

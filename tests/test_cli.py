@@ -71,3 +71,34 @@ def test_secrets_never_reach_error_output(settings, monkeypatch, capsys):
     assert main(["query", f"select * from nowhere_{secret}"]) == 1
     err = capsys.readouterr().err
     assert secret not in err and "***" in err
+
+
+def test_import_transactions_command(settings, monkeypatch, capsys, tmp_path):
+    csv = tmp_path / "online_retail.csv"
+    csv.write_text(
+        "InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,6,01/12/2010 08:26,2.55,17850,United Kingdom\n"
+        "536365,71053,6,01/12/2010 08:26,3.39,17850,United Kingdom\n"
+        "536366,22633,6,02/12/2010 08:28,1.85,17850,United Kingdom\n"
+        "536366,22633,6,02/12/2010 08:28,1.85,17850,United Kingdom\n"
+        "C536379,D,-1,03/12/2010 09:41,27.50,14527,United Kingdom\n"
+        "536380,22961,0,03/12/2010 09:45,0,14527,United Kingdom\n"
+        "536381,22139,2,03/12/2010 09:50,4.25,,United Kingdom\n"
+    )
+    monkeypatch.setenv("RETAILPULSE_WAREHOUSE_PATH", str(settings.duckdb_path))
+    monkeypatch.setenv("RETAILPULSE_DATA_DIR", str(settings.data_path))
+    assert main(["import-transactions", str(csv), "--day-first", "--currency", "GBP", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["duplicates"] == 1 and report["counts"]["zero_value"] == 1
+    assert report["counts"]["missing_customer"] == 1 and report["counts"]["returns"] == 1
+    wh = get_warehouse(settings)
+    assert wh.row_count("bronze", "transactions__imported") == report["loaded"] > 0
+    # every line is accounted for: loaded rows plus rejected lines equal the file's lines
+    rejected = wh.scalar("select count(*) from bronze.rejected_records where source = 'transactions'")
+    assert report["rows"] == 7 and rejected == report["rejected_records"]
+    # a missing mapped column is one clear line
+    assert main(["import-transactions", str(csv), "--customer-col", "Client"]) == 1
+    err = capsys.readouterr().err
+    assert "Client" in err and err.count("\n") == 1
