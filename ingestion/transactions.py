@@ -222,7 +222,10 @@ def _sniff_delimiter(text: str) -> str:
 
 def read_table(path: Path, encoding: str | None = None, delimiter: str | None = None
                ) -> tuple[pd.DataFrame, str, str | None, str | None, list[tuple[int, str]]]:
-    """(frame, format, encoding, delimiter, malformed lines) — CSV columns are all strings."""
+    """(frame, format, encoding, delimiter, malformed lines) — CSV columns are all strings.
+
+    ``frame.index`` holds each row's line number in the file (the header is line 1) when that
+    can be told (no quoted line breaks); Parquet rows are numbered from 2 likewise."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -243,6 +246,7 @@ def read_table(path: Path, encoding: str | None = None, delimiter: str | None = 
             frame = pq.read_table(io.BytesIO(data)).to_pandas()
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
             raise TransactionImportError(f"{path.name} is not readable Parquet: {exc}") from None
+        frame.index = pd.RangeIndex(2, len(frame) + 2)
         return frame, "parquet", None, None, []
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") and not encoding:
         encoding = "utf-16"  # a byte-order mark says so
@@ -259,20 +263,41 @@ def read_table(path: Path, encoding: str | None = None, delimiter: str | None = 
     except pd.errors.EmptyDataError:
         raise TransactionImportError(f"{path.name} has no header row") from None
     except pd.errors.ParserError:
-        # some lines have the wrong number of fields: read again, keeping them aside
-        lines = text.splitlines()
-
-        def bad(fields: list[str]) -> None:
-            malformed.append((0, sep.join(fields)))
-            return None
-
-        frame = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=bad, **kw)
-        header_fields = len(lines[0].split(sep)) if lines else 0
-        # recover line numbers by scanning (the python engine does not report them)
-        numbered = [(i + 1, ln) for i, ln in enumerate(lines) if i and len(ln.split(sep)) > header_fields]
-        malformed = [numbered[k] if k < len(numbered) else (0, m[1]) for k, m in enumerate(malformed)]
+        # some lines have more fields than the header: read again, keeping them aside
+        try:
+            frame = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=lambda fields: None, **kw)
+        except (pd.errors.ParserError, csv.Error) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TransactionImportError(f"{path.name} is not well-formed CSV ({detail}); check the quoting "
+                                         "and --delimiter") from None
+        malformed = [(0, "")]  # numbered below
     frame.columns = [str(c).strip() for c in frame.columns]
+    good, bad = _row_lines(text, sep, len(frame.columns))
+    if malformed:
+        malformed = bad or [(0, "(line not identified)")]
+    frame.index = pd.Index(good) if len(good) == len(frame) else pd.RangeIndex(2, len(frame) + 2)
     return frame, "csv", used, sep, malformed
+
+
+def _row_lines(text: str, sep: str, width: int) -> tuple[list[int], list[tuple[int, str]]]:
+    """Line numbers of the data rows pandas keeps, and the rows with too many fields."""
+    good: list[int] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+        next(reader, None)
+        prev = reader.line_num
+        for row in reader:
+            start, prev = prev + 1, reader.line_num
+            if not row:
+                continue
+            if len(row) > width:
+                bad.append((start, sep.join(row)))
+            else:
+                good.append(start)
+    except csv.Error:
+        return [], bad
+    return good, bad
 
 
 def resolve_mapping(columns: list[str], mapping: ColumnMapping) -> dict[str, str]:
@@ -481,8 +506,7 @@ def prepare_records(frame: pd.DataFrame, cols: dict[str, str], source_file: str,
                     ) -> tuple[list[dict[str, Any]], dict[str, int], str, list[str], pd.Series]:
     """Classify every line and build the landed records. Returns (records, counts, date format,
     warnings, ordered_at of the kept transactions)."""
-    n = len(frame)
-    line_no = pd.Series(np.arange(n) + 2, index=frame.index)  # line 1 is the header
+    line_no = pd.Series(np.asarray(frame.index, dtype="int64"), index=frame.index)  # line 1 is the header
     customer = _clean_ids(frame[cols["customer"]])
     ts, how, warnings = parse_timestamps(frame[cols["timestamp"]], day_first, date_format, timezone)
     qty = parse_numbers(frame[cols["quantity"]]) if "quantity" in cols else pd.Series(np.nan, index=frame.index)
@@ -666,6 +690,9 @@ def import_transactions_command(
     if not re.fullmatch(CURRENCY_RE, default_currency):
         raise TransactionImportError(f"currency must be a 3-letter code (got {currency!r})")
     frame, fmt, used_encoding, sep, malformed = read_table(path, encoding, delimiter)
+    if frame.empty and malformed:
+        raise TransactionImportError(f"no readable rows in {path.name}: {len(malformed):,} line(s) are not "
+                                     "well-formed CSV (check the quoting and --delimiter)")
     if frame.empty:
         raise TransactionImportError(f"{path.name} has a header but no rows")
     if not frame.columns.is_unique:

@@ -72,7 +72,8 @@ def test_uci_log_every_line_is_counted_and_accounted_for(settings, tmp_path):
     assert all("import_status" in rule for rule in rejects["rule"])
     lines = sum(len(r["source_lines"]) for r in recs)
     assert lines + 4 == len(UCI_LINES)  # 4 kept lines in 3 transactions
-    assert any(line.get("Description") == "LAMP, RED \u00a3" for r in recs for line in r["source_lines"])
+    bad_date = next(r for r in recs if r["import_status"] == "unparseable_date")["source_lines"][0]
+    assert bad_date["line"] == 9 and bad_date["Description"] == "LAMP, RED \u00a3"   # line 1 is the header
     audit = wh.query("select extracted, loaded, rejected from ops.load_audit where source = 'transactions'")
     assert audit == [(3 + len(recs), 3, len(recs))]
     # importing the same file again replaces its batch
@@ -149,6 +150,7 @@ def test_date_and_number_parsing():
     (b"customer_id,order_date,total\nc1,someday,1\nc2,never,2\n", {}, "no importable line"),
     (b"customer_id,order_date,total\nc1,2024-01-01,1\n,2024-01-02,2\n,2024-01-03,3\n", {}, "import refused"),
     (b"customer_id,order_date,total\nc1,2024-01-01,1\n", {"currency": "dollars"}, "3-letter code"),
+    (b'customer_id,order_date,total\nc1,2024-01-01,"10\n', {}, "not well-formed CSV"),
 ])
 def test_bad_input_is_one_clear_error(settings, tmp_path, content, kwargs, message):
     path = tmp_path / "in.csv"
