@@ -89,3 +89,31 @@ def test_bad_session_and_untrusted_ca_are_clear_errors_without_secrets(sandbox_s
     assert sandbox_server.credentials["salesforce_session_id"] not in str(err.value)
     assert SalesforceConnector.is_configured(s)
     assert not SalesforceConnector.is_configured(settings_factory())
+
+
+def test_credentials_from_settings_or_airflow_connections(settings_factory, monkeypatch):
+    from pydantic import SecretStr
+
+    from ingestion.connectors import google_ads, meta, salesforce
+    from retailpulse.credentials import SourceCredentials
+
+    s = settings_factory(salesforce_username="u@example.com", salesforce_password="pw-secret-1",
+                         salesforce_security_token="tok-secret-2")
+    mode, creds = salesforce._credentials(s)
+    assert mode == "password" and creds.login == "u@example.com" and "pw-secret-1" not in repr(creds)
+    conns = {
+        "retailpulse_salesforce": SourceCredentials(base_url="https://acme.my.salesforce.com",
+                                                    secret=SecretStr("00Dsession")),
+        "retailpulse_google_ads": SourceCredentials(base_url=None, secret=SecretStr("ya29.access"),
+                                                    extra={"developer_token": "dev-tok", "customer_id": "123-456-7890"}),
+        "retailpulse_meta": SourceCredentials(base_url=None, secret=SecretStr("EAAtoken"), login="act_42"),
+    }
+    for mod in (salesforce, google_ads, meta):
+        monkeypatch.setattr(mod, "airflow_connection", lambda conn_id: conns.get(conn_id))
+    bare = settings_factory()
+    assert salesforce._credentials(bare)[0] == "session" and SalesforceConnector.is_configured(bare)
+    cfg = google_ads.GoogleAdsConnector._config(bare)
+    assert (cfg["customer_id"], cfg["developer_token"], cfg["access_token"]) == ("1234567890", "dev-tok", "ya29.access")
+    assert meta.MetaConnector._config(bare)["account_id"] == "42" and meta.MetaConnector.is_configured(bare)
+    monkeypatch.setattr(salesforce, "airflow_connection", lambda conn_id: None)
+    assert salesforce._credentials(bare) == ("none", None) and not SalesforceConnector.is_configured(bare)
