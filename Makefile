@@ -45,3 +45,12 @@ bench: install
 
 clean:
 	rm -rf .airflow warehouse/*.duckdb data dbt/target dbt/logs
+
+# --- consumption: dashboard and scores API (read the published serving copy only) ----------
+.PHONY: dashboard api
+
+dashboard: install   ## Streamlit dashboard on 127.0.0.1:8501 (RETAILPULSE_DASHBOARD_HOST/PORT)
+	$(BIN)/python -m dashboard
+
+api: install         ## scores API on 127.0.0.1:8000 (RETAILPULSE_API_HOST/PORT; bearer token: RETAILPULSE_API_TOKEN or data/api_token)
+	$(BIN)/python -m retailpulse.api

@@ -136,3 +136,27 @@ def sandbox_server(small_world: Path, tmp_path_factory):
     yield server
     server.stop()
 # --- end sandbox world + mock APIs ----------------------------------------------------------
+
+
+# --- consumption: dashboard, scores API, weekly report (owner: consumption) -----------------
+CONSUMPTION_API_TOKEN = "test-api-token-7f3a9c"
+
+
+@pytest.fixture(scope="session")
+def gold_serving(tmp_path_factory):
+    """Settings whose serving copy holds the small fixture gold (tests/consumption_fixtures.py),
+    published once per session through the pipeline's stage_publish."""
+    from pydantic import SecretStr
+
+    from retailpulse.settings import Settings
+    from tests.consumption_fixtures import build_serving_copy
+
+    root = tmp_path_factory.mktemp("gold_serving")
+    settings = Settings(
+        home=REPO, data_dir=root / "data", warehouse_path=root / "warehouse" / "retailpulse.duckdb",
+        serving_dir=root / "serving", reports_dir=root / "reports", api_token=SecretStr(CONSUMPTION_API_TOKEN),
+        api_token_file=root / "api_token", report_email_to=None, _env_file=None,
+    )
+    build_serving_copy(settings)
+    return settings
+# --- end consumption ----------------------------------------------------------------------
