@@ -31,9 +31,11 @@ EARLIER = dt.date(2025, 11, 30)   # a second scoring date (history)
 LOOKBACK_DAYS = 30
 FX = {"usd": 1.0, "eur": 1.08, "gbp": 1.27}
 
-# measured on the small world (seed 42): see the module's report in the commit message / README
-MIN_CLV_GINI = 0.5          # measured 0.64 (baseline 0.46)
-MIN_CHURN_AUC = 0.7         # measured ~0.75 against truth (no purchase in the 90 days after END)
+# thresholds below what the small world (seed 42) measures, above what a naive model reaches:
+# CLV spearman 0.418 (baseline 0.320), normalized gini 0.636 (baseline 0.459), aggregate error
+# -0.08; churn AUC 0.746 (no purchase in the 90 days after END; BG/NBD-only ranking ~0.76)
+MIN_CLV_GINI = 0.5
+MIN_CHURN_AUC = 0.7
 
 
 # ------------------------------------------------------------------------------ gold builder
