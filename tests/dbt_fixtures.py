@@ -371,6 +371,22 @@ class WorldBronze:
         frames["transactions__imported"] = transactions_frame()
         self.frames = frames
 
+    _cache: dict[Path, "WorldBronze"] = {}
+
+    @classmethod
+    def cached(cls, world_path: Path) -> "WorldBronze":
+        """One WorldBronze per world per process (building the frames takes seconds)."""
+        key = Path(world_path).resolve()
+        if key not in cls._cache:
+            cls._cache[key] = cls(key)
+        return cls._cache[key]
+
+    @property
+    def start(self) -> dt.datetime:
+        meta = json.loads((self.world_path / "world.json").read_text())
+        d = dt.date.fromisoformat(meta["start"])
+        return dt.datetime(d.year, d.month, d.day, tzinfo=UTC)
+
     def as_of(self, as_of: dt.datetime | None = None) -> dict[str, pd.DataFrame]:
         t = pd.Timestamp(as_of or self.end)
         out = {}
@@ -405,3 +421,22 @@ def load_bronze(settings: Any, world_path: Path, as_of: dt.datetime | None = Non
             wh._exec(con, f'drop table if exists "{schema}"."{table}"{cascade}')
             counts[table] = wh.replace_rows("bronze", table, df, where=None, con=con)
     return counts
+
+
+def release_dbt_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process after an in-process run.
+
+    dbt-duckdb caches its environment (and an open connection) at class level between
+    invocations; a later write through ``Warehouse.connect`` in the same process can then land in
+    another database instance than the one the next dbt run reads (stale bronze). Call this
+    between a dbt run and the next bronze load when both happen in one process."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed (Postgres-only environments)
+        return
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        try:
+            env.close()
+        finally:
+            DuckDBConnectionManager._ENV = None

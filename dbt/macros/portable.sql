@@ -59,13 +59,17 @@
     levenshtein({{ a }}, {{ b }})
 {%- endmacro %}
 {% macro default__edit_distance(a, b) -%}
-    {%- set has_levenshtein = false -%}
+    {%- set schema = none -%}
     {%- if execute -%}
-        {%- set found = run_query("select count(*) from pg_proc where proname = 'levenshtein'") -%}
-        {%- set has_levenshtein = found.columns[0].values()[0] > 0 -%}
+        {%- set found = run_query(
+            "select n.nspname from pg_proc as p join pg_namespace as n on p.pronamespace = n.oid "
+            ~ "where p.proname = 'levenshtein' and p.pronargs = 2 order by n.nspname limit 1") -%}
+        {%- if found.rows | length > 0 -%}
+            {%- set schema = found.columns[0].values()[0] -%}
+        {%- endif -%}
     {%- endif -%}
-    {%- if has_levenshtein -%}
-        levenshtein({{ a }}, {{ b }})
+    {%- if schema -%}
+        {{ adapter.quote(schema) }}.levenshtein({{ a }}, {{ b }})
     {%- else -%}
         case
             when {{ a }} = {{ b }} then 0
