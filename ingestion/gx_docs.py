@@ -9,7 +9,9 @@
   sends the failing rows to ``bronze.rejected_records``.
 * :func:`build_data_docs` renders GX Data Docs (HTML) into ``<data>/gx_docs``: the suites plus one
   validation page per landed batch, from the ``validation.json`` sidecar the loader writes
-  beside every batch (``retailpulse docs`` calls it).
+  beside every batch (``retailpulse docs`` calls it). When the loader validated several batches
+  in one GX run, a batch's page shows that run's row-level results (over all its batches) and
+  the batch's own table-level checks.
 
 The folder ``great_expectations/`` deliberately holds no Python package (an ``__init__.py``
 there would shadow the ``great_expectations`` library for code run from the project root).
@@ -172,18 +174,26 @@ def _validation_result(sidecar: dict[str, Any], meta: dict[str, Any]) -> Any:
     for r in gx_part.get("results") or []:
         cfg = r.get("expectation_config") or {}
         kwargs = {k: v for k, v in (cfg.get("kwargs") or {}).items() if k != "batch_id"}
+        type_ = cfg.get("type", "expect_column_to_exist")
         if "column_list" in kwargs:
-            kwargs["column_list"] = [c for c in kwargs["column_list"] if c != "_batch_no"]
-        seen_types.add((cfg.get("type", ""), kwargs.get("column")))
+            # several batches validated in one run: key uniqueness was checked per batch
+            cols = [c for c in kwargs.pop("column_list") if c != "_batch_no"]
+            if len(cols) == 1 and type_ == "expect_compound_columns_to_be_unique":
+                type_, kwargs["column"] = "expect_column_values_to_be_unique", cols[0]
+            else:
+                kwargs["column_list"] = cols
+        seen_types.add((type_, kwargs.get("column")))
         results.append(ExpectationValidationResult(
             success=bool(r.get("success")), result=r.get("result") or {},
-            expectation_config=_config(cfg.get("type", "expect_column_to_exist"), kwargs, cfg.get("meta")),
+            expectation_config=_config(type_, kwargs, cfg.get("meta")),
             exception_info={**_NO_EXCEPTION, **(r.get("exception_info") or {})},
         ))
     for r in sidecar.get("results") or []:  # table-level checks (and everything, if GX did not run)
         m = _LABEL.match(str(r.get("expectation", "")))
-        if not m or (m.group("type"), m.group("column")) in seen_types:
+        if not m or (m.group("type"), m.group("column")) in seen_types or (gx_part and not r.get("critical")):
             continue
+        if m.group("type") == "expect_compound_columns_to_be_unique":
+            continue  # per-batch key uniqueness: shown as expect_column_values_to_be_unique by GX's part
         kwargs: dict[str, Any] = {}
         if m.group("column"):
             kwargs["column"] = m.group("column")
