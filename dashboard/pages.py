@@ -226,19 +226,29 @@ def customers(f: Filters) -> None:
         st.subheader("High-value customers at risk of churning")
         include_medium = st.checkbox("include medium churn risk", value=False)
         bands = ["high", "medium"] if include_medium else ["high"]
-        want = ["customer_id", "email_sha256", "rfm_segment", "value_tier", "churn_risk_band", "churn_probability",
-                "p_alive", "predicted_clv_12m", "orders", "net_revenue", "last_order_at", "acquisition_channel",
-                "country", "is_email_opted_out", "scores_as_of_date"]
-        sel = ", ".join(c for c in want if c in cols)
-        at_risk = data.query(f"""
-            select {sel} from gold.dim_customers
-            where value_tier in ('platinum', 'gold') and churn_risk_band in ({', '.join('?' for _ in bands)}) {where}
-            order by predicted_clv_12m desc, customer_id""", [*bands, *params])
+        at_risk = high_value_at_risk(f.channel_selected, bands)
         st.caption(f"{len(at_risk):,} customers in the platinum/gold value tiers with {' or '.join(bands)} churn risk "
                    "(e-mail only as SHA-256, for audience matching; respect is_email_opted_out).")
         st.download_button("Download CSV", at_risk.to_csv(index=False).encode(), file_name="high_value_at_risk.csv",
                            mime="text/csv", icon=":material/download:")
         st.dataframe(at_risk.head(500), hide_index=True, height="auto" if len(at_risk) <= 10 else 400)
+
+
+AT_RISK_COLUMNS = ["customer_id", "email_sha256", "rfm_segment", "value_tier", "churn_risk_band", "churn_probability",
+                   "p_alive", "predicted_clv_12m", "orders", "net_revenue", "last_order_at", "acquisition_channel",
+                   "country", "is_email_opted_out", "scores_as_of_date"]
+
+
+def high_value_at_risk(channel: str | None = None, bands: tuple[str, ...] | list[str] = ("high",)) -> pd.DataFrame:
+    """Platinum/gold customers whose churn risk band is in ``bands`` (highest predicted CLV first):
+    the downloadable list. E-mail only as its SHA-256 (gold has nothing else)."""
+    cols = data.columns("dim_customers")
+    sel = ", ".join(c for c in AT_RISK_COLUMNS if c in cols)
+    where, params = ("and acquisition_channel = ?", [channel]) if channel else ("", [])
+    return data.query(f"""
+        select {sel} from gold.dim_customers
+        where value_tier in ('platinum', 'gold') and churn_risk_band in ({', '.join('?' for _ in bands)}) {where}
+        order by predicted_clv_12m desc, customer_id""", [*bands, *params])
 
 
 # --- acquisition ------------------------------------------------------------------------------
