@@ -351,6 +351,10 @@ def transactions_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame
         "currency": pd.Series([r.get("currency") for r in rows], dtype="string"),
         "quantity": pd.Series([r.get("quantity") for r in rows], dtype="float64"),
         "source_file": pd.Series([r.get("source_file", "import.csv") for r in rows], dtype="string"),
+        "is_return": pd.Series([r.get("is_return", (r.get("amount") or 0) < 0) for r in rows], dtype="boolean"),
+        "line_count": pd.Series([r.get("line_count", 1) for r in rows], dtype="Int64"),
+        "country": pd.Series([r.get("country") for r in rows], dtype="string"),
+        "import_status": pd.Series(["ok"] * len(rows), dtype="string"),
     })
     start = pd.Series([pd.Timestamp("2025-01-01", tz="UTC")] * len(df), dtype=TS)
     return _with_meta(df, start, "import", start)
@@ -368,7 +372,7 @@ class WorldBronze:
         frames.update(salesforce_frames(self.world_path))
         frames.update(ga4_frames(self.world_path))
         frames.update(ads_frames(self.world_path))
-        frames["transactions__imported"] = transactions_frame()
+        frames["transactions__imported"] = transactions_frame(IMPORTED_TRANSACTIONS)
         self.frames = frames
 
     _cache: dict[Path, "WorldBronze"] = {}
@@ -394,6 +398,20 @@ class WorldBronze:
             keep = df["__landed_at"] <= t
             out[name] = df.loc[keep].drop(columns="__landed_at").reset_index(drop=True)
         return out
+
+
+# A small imported transaction log beside the APIs (customers unknown to the other sources).
+IMPORTED_TRANSACTIONS = [
+    {"transaction_id": "imp-1", "customer_ref": "C-1001", "ordered_at": "2025-03-02T10:00:00Z", "amount": 120.0,
+     "currency": "USD", "quantity": 2},
+    {"transaction_id": "imp-2", "customer_ref": "C-1001", "ordered_at": "2025-04-11T16:30:00Z", "amount": 80.0,
+     "currency": "USD", "quantity": 1},
+    {"transaction_id": "imp-3", "customer_ref": "C-1001", "ordered_at": "2025-04-20T09:15:00Z", "amount": -80.0,
+     "currency": "USD", "quantity": -1, "is_return": True},
+    {"transaction_id": "imp-4", "customer_ref": "importer@example.org", "ordered_at": "2025-06-01T12:00:00Z",
+     "amount": 50.0, "currency": "EUR", "quantity": 1},
+]
+IMPORTED_NET_REPORTING = 120.0 + 80.0 - 80.0 + 50.0 * 1.08
 
 
 def bronze_frames(world_path: Path, as_of: dt.datetime | None = None) -> dict[str, pd.DataFrame]:

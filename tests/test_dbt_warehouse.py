@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.dbt_fixtures import WorldBronze, load_bronze, read_truth, release_dbt_duckdb
+from tests.dbt_fixtures import IMPORTED_NET_REPORTING, WorldBronze, load_bronze, read_truth, release_dbt_duckdb
 
 FX = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 # gold table -> its primary key
@@ -117,13 +117,28 @@ def test_net_revenue_reconciles_with_world_truth(built: Built):
     expected_net = float(((obs["amount_minor"] - refunded) * rate / 100.0).sum())
     expected_gross = float((obs["amount_minor"] * rate / 100.0).sum())
     gold = _df(built, "select count(*) as orders, sum(gross_revenue) as gross, sum(net_revenue) as net "
-                      "from gold.fct_orders where is_paid").iloc[0]
+                      "from gold.fct_orders where is_paid and order_source = 'stripe'").iloc[0]
     assert int(gold["orders"]) == len(obs)
     assert float(gold["gross"]) == pytest.approx(expected_gross, abs=0.01)
     assert float(gold["net"]) == pytest.approx(expected_net, abs=0.01)
     # failed (abandoned) orders are there too, with no revenue
     failed = int(truth[truth["in_observation"] & truth["is_failed"]].shape[0])
     assert _scalar(built, "select count(*) from gold.fct_orders where status = 'failed'") == failed
+
+
+def test_imported_transactions_become_orders_of_their_customers(built: Built):
+    imp = _df(built, "select * from gold.fct_orders where order_source = 'import' order by order_id")
+    assert list(imp["order_id"]) == ["imp-1", "imp-2", "imp-3", "imp-4"]
+    assert float(imp["net_revenue"].sum()) == pytest.approx(IMPORTED_NET_REPORTING)
+    assert list(imp["status"]) == ["paid", "paid", "returned", "paid"]
+    assert imp.loc[imp["order_id"] == "imp-1", "is_first_order"].item()
+    assert not imp.loc[imp["order_id"] == "imp-2", "is_first_order"].item()
+    c1001 = imp.loc[imp["order_id"] == "imp-1", "customer_id"].item()
+    assert imp.loc[imp["order_id"] == "imp-3", "customer_id"].item() == c1001
+    dim = _df(built, f"select orders, net_revenue from gold.dim_customers where customer_id = '{c1001}'").iloc[0]
+    assert dim["orders"] == 2 and float(dim["net_revenue"]) == pytest.approx(120.0)
+    rule = _scalar(built, "select match_rule from gold.customer_identity_map where identifier_key = 'imported_customer:C-1001'")
+    assert rule == "anchor"
 
 
 def test_first_order_flag_follows_the_resolved_person(built: Built):
@@ -133,6 +148,8 @@ def test_first_order_flag_follows_the_resolved_person(built: Built):
     assert row["firsts"] == row["buyers"]
     buyers = _scalar(built, "select count(distinct customer_id) from gold.fct_orders where is_paid")
     assert row["buyers"] == buyers
+    buyers = _scalar(built, "select count(distinct customer_id) from gold.fct_orders "
+                            "where is_paid and order_source = 'stripe'")
     truth = read_truth(built.world, "orders")
     true_buyers = truth[truth["in_observation"] & ~truth["is_failed"]]["person_id"].nunique()
     assert abs(buyers - true_buyers) / true_buyers < 0.01, (buyers, true_buyers)

@@ -4,7 +4,10 @@ with kpi as (
 ),
 
 orders as (
-    select sum(net_revenue) as net_revenue, count(*) as orders from {{ ref('fct_orders') }} where is_paid
+    select
+        sum(case when is_paid or is_return then net_revenue else 0 end) as net_revenue,
+        sum(case when is_paid then 1 else 0 end) as orders
+    from {{ ref('fct_orders') }}
 )
 
 select kpi.*, orders.net_revenue as orders_net_revenue, orders.orders as orders_orders

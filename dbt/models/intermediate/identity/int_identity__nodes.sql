@@ -29,6 +29,11 @@ emails as (
         email_normalized as identifier_value, created_at as first_seen_at
     from {{ ref('int_identity__records') }}
     where email_normalized is not null
+    union all
+    -- imported transaction logs that identify customers by e-mail
+    select 'email:' || lower(trim(customer_ref)), 'email', lower(trim(customer_ref)), ordered_at
+    from {{ ref('stg_transactions__imported_transactions') }}
+    where customer_ref like '%_@_%._%'
 ),
 
 device_nodes as (

@@ -33,7 +33,8 @@ unioned as (
         cast(gross_minor as {{ dbt.type_numeric() }}) / 100.0 as gross_amount_original,
         cast(refunded_minor as {{ dbt.type_numeric() }}) / 100.0 as refunded_amount_original,
         last_refunded_at,
-        succeeded_charges > 0 as is_paid
+        succeeded_charges > 0 as is_paid,
+        false as is_return
     from payments
     union all
     select
@@ -49,10 +50,12 @@ unioned as (
         imported.currency,
         1,
         null,
-        cast(imported.amount as {{ dbt.type_numeric() }}),
-        cast(0 as {{ dbt.type_numeric() }}),
-        null,
-        true
+        -- a return is not a purchase: no gross, its amount refunded (net = the negative amount)
+        cast(case when imported.is_return then 0 else imported.amount end as {{ dbt.type_numeric() }}),
+        cast(case when imported.is_return then -imported.amount else 0 end as {{ dbt.type_numeric() }}),
+        case when imported.is_return then imported.ordered_at end,
+        not imported.is_return,
+        imported.is_return
     from imported
     -- a Stripe order with the same id wins over its copy in an imported file
     where not exists (select 1 from payments where payments.order_id = imported.order_id)
@@ -74,6 +77,7 @@ converted as (
 select
     converted.*,
     case
+        when is_return then 'returned'
         when not is_paid then 'failed'
         when refunded_amount_original >= gross_amount_original and gross_amount_original > 0 then 'refunded'
         when refunded_amount_original > 0 then 'partially_refunded'

@@ -13,15 +13,16 @@ golden as (
 ),
 
 orders as (
+    -- paid orders, and imported returns (negative revenue)
     select
         customer_id,
-        count(*) as orders,
+        sum(case when is_paid then 1 else 0 end) as orders,
         sum(gross_revenue) as gross_revenue,
         sum(net_revenue) as net_revenue,
-        min(ordered_at) as first_order_at,
-        max(ordered_at) as last_order_at
+        min(case when is_paid then ordered_at end) as first_order_at,
+        max(case when is_paid then ordered_at end) as last_order_at
     from {{ ref('int_orders') }}
-    where is_paid and customer_id is not null
+    where (is_paid or is_return) and customer_id is not null
     group by customer_id
 ),
 

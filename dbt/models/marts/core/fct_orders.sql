@@ -22,6 +22,7 @@ select
     last_refunded_at,
     status,
     is_paid,
+    is_return,
     is_first_order,
     customer_order_number,
     '{{ var("reporting_currency") }}' as reporting_currency

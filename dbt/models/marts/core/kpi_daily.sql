@@ -33,13 +33,28 @@ paid as (
     where is_paid
 ),
 
+revenue_lines as (
+    -- paid orders and imported returns (negative) move revenue
+    select cast(ordered_at as date) as order_date, gross_revenue, refunded_revenue, net_revenue
+    from orders
+    where is_paid or is_return
+),
+
+daily_revenue as (
+    select
+        order_date,
+        sum(gross_revenue) as gross_revenue,
+        sum(refunded_revenue) as refunded_revenue,
+        sum(net_revenue) as net_revenue
+    from revenue_lines
+    group by order_date
+),
+
 daily_orders as (
     select
         order_date,
         count(*) as orders,
-        sum(gross_revenue) as gross_revenue,
-        sum(refunded_revenue) as refunded_revenue,
-        sum(net_revenue) as net_revenue,
+        sum(net_revenue) as paid_order_net_revenue,
         count(distinct customer_id) as active_customers,
         count(distinct case when is_first_order then customer_id end) as new_customers,
         count(distinct case when not is_first_order then customer_id end) as returning_customers,
@@ -77,10 +92,10 @@ select
     spine.date_day,
     coalesce(daily_orders.orders, 0) as orders,
     coalesce(daily_failed.failed_orders, 0) as failed_orders,
-    coalesce(daily_orders.gross_revenue, 0) as gross_revenue,
-    coalesce(daily_orders.refunded_revenue, 0) as refunded_revenue,
-    coalesce(daily_orders.net_revenue, 0) as net_revenue,
-    daily_orders.net_revenue / nullif(daily_orders.orders, 0) as average_order_value,
+    coalesce(daily_revenue.gross_revenue, 0) as gross_revenue,
+    coalesce(daily_revenue.refunded_revenue, 0) as refunded_revenue,
+    coalesce(daily_revenue.net_revenue, 0) as net_revenue,
+    daily_orders.paid_order_net_revenue / nullif(daily_orders.orders, 0) as average_order_value,
     coalesce(daily_orders.new_customers, 0) as new_customers,
     coalesce(daily_orders.returning_customers, 0) as returning_customers,
     coalesce(daily_orders.active_customers, 0) as active_customers,
@@ -93,6 +108,7 @@ select
     '{{ var("reporting_currency") }}' as reporting_currency
 from spine
 left join daily_orders on spine.date_day = daily_orders.order_date
+left join daily_revenue on spine.date_day = daily_revenue.order_date
 left join daily_failed on spine.date_day = daily_failed.order_date
 left join daily_sessions on spine.date_day = daily_sessions.session_date
 left join active_30d on spine.date_day = active_30d.date_day

@@ -5,14 +5,16 @@ with orders as (
     select
         customer_id,
         {{ month_start('ordered_at') }} as order_month,
-        net_revenue
+        net_revenue,
+        is_paid
     from {{ ref('int_orders') }}
-    where is_paid and customer_id is not null
+    where (is_paid or is_return) and customer_id is not null
 ),
 
 first_orders as (
     select customer_id, min(order_month) as cohort_month
     from orders
+    where is_paid
     group by customer_id
 ),
 
@@ -23,7 +25,7 @@ cohorts as (
 ),
 
 months as (
-    select distinct order_month as activity_month from orders
+    select distinct order_month as activity_month from orders where is_paid
 ),
 
 grid as (
@@ -40,9 +42,9 @@ activity as (
     select
         first_orders.cohort_month,
         orders.order_month as activity_month,
-        count(distinct orders.customer_id) as active_customers,
+        count(distinct case when orders.is_paid then orders.customer_id end) as active_customers,
         sum(orders.net_revenue) as net_revenue,
-        count(*) as orders
+        sum(case when orders.is_paid then 1 else 0 end) as orders
     from orders
     inner join first_orders on orders.customer_id = first_orders.customer_id
     group by first_orders.cohort_month, orders.order_month

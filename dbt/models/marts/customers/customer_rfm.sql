@@ -5,7 +5,7 @@
 -- frequency score. Segments follow the usual R x F grid.
 with orders as (
     select * from {{ ref('int_orders') }}
-    where is_paid and customer_id is not null
+    where (is_paid or is_return) and customer_id is not null
 ),
 
 as_of as (
@@ -21,14 +21,15 @@ as_of as (
 per_customer as (
     select
         orders.customer_id,
-        max(cast(orders.ordered_at as date)) as last_order_date,
-        min(cast(orders.ordered_at as date)) as first_order_date,
-        count(*) as frequency,
+        max(case when orders.is_paid then cast(orders.ordered_at as date) end) as last_order_date,
+        min(case when orders.is_paid then cast(orders.ordered_at as date) end) as first_order_date,
+        sum(case when orders.is_paid then 1 else 0 end) as frequency,
         sum(orders.net_revenue) as monetary
     from orders
     cross join as_of
     where cast(orders.ordered_at as date) <= as_of.as_of_date
     group by orders.customer_id
+    having sum(case when orders.is_paid then 1 else 0 end) > 0
 ),
 
 measured as (

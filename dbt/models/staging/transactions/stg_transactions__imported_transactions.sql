@@ -24,7 +24,10 @@ select
     cast(amount as {{ type_double() }}) as amount,
     upper(coalesce(nullif(trim(currency), ''), '{{ var("reporting_currency") }}')) as currency,
     quantity,
+    coalesce(is_return, amount < 0) as is_return,
+    country,
     source_file,
     _interval_key as import_batch
 from latest
 where ordered_at is not null and amount is not null
+    and coalesce(import_status, 'ok') = 'ok'
