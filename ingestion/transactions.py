@@ -730,11 +730,15 @@ def import_transactions_command(
     zone.write_batch(SOURCE, OBJECT, interval, records, stats={"import": report.to_dict()})
     wh = get_warehouse(settings)
     wh.ensure_schemas()
+    zone.write_sidecar(SOURCE, OBJECT, interval, "import_report.json", report.to_dict())
     try:
         loaded = load_batch(wh, zone, spec, interval)
     except BatchRefused as exc:
-        raise TransactionImportError(f"import refused: {exc} (see the counts with --json; raise "
-                                     "--max-reject-fraction to load anyway)") from None
+        why = str(exc).strip().splitlines()[0]
+        lines = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.counts.items() if v)
+        raise TransactionImportError(
+            f"import refused: {why} (lines: {lines}); nothing was loaded — fix the mapping or pass "
+            f"--max-reject-fraction (now {spec.max_reject_fraction:g}) to load the good lines anyway") from None
     report.loaded = loaded.loaded
     report.rejected_records = loaded.rejected
     if loaded.loaded != report.transactions:
