@@ -43,17 +43,32 @@ def column_name(raw: str) -> str:
     return name if not name[0].isdigit() else f"f_{name}"
 
 
+def _kind(series: pd.Series) -> str:
+    return pd.api.types.infer_dtype(series, skipna=True)
+
+
 def _cast(series: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
-    """Returns (typed values, mask of rows whose present value failed to cast)."""
+    """Returns (typed values, mask of rows whose present value failed to cast).
+
+    Vectorised fast paths cover the common case (values already of the declared type); the
+    per-value path only runs for mixed columns (schema drift, malformed records).
+    """
     present = series.notna()
+    no_fail = pd.Series(False, index=series.index)
     t = spec.type
-    if t == "string":
-        out = series.map(lambda v: v if v is None or isinstance(v, str) else (json.dumps(v) if isinstance(v, (dict, list)) else str(v)), na_action="ignore")
-        return out.astype("string"), pd.Series(False, index=series.index)
-    if t == "json":
-        out = series.map(lambda v: v if isinstance(v, str) else json.dumps(v), na_action="ignore")
-        return out.astype("string"), pd.Series(False, index=series.index)
+    kind = _kind(series)
+    if t in ("string", "json"):
+        if kind in ("string", "empty"):
+            return series.astype("string"), no_fail
+        if t == "string":
+            out = series.map(lambda v: v if isinstance(v, str) else (json.dumps(v) if isinstance(v, (dict, list)) else str(v)), na_action="ignore")
+        else:
+            out = series.map(lambda v: v if isinstance(v, str) else json.dumps(v), na_action="ignore")
+        return out.astype("string"), no_fail
     if t == "bool":
+        if kind in ("boolean", "empty"):
+            return series.astype("boolean"), no_fail
+
         def to_bool(v: Any) -> Any:
             if isinstance(v, (bool, np.bool_)):
                 return bool(v)
@@ -64,31 +79,46 @@ def _cast(series: pd.Series, spec: FieldSpec) -> tuple[pd.Series, pd.Series]:
         bad = present & out.isna()
         return out.astype("boolean"), bad
     if t in ("int", "epoch_s", "epoch_us"):
-        def to_int(v: Any) -> Any:
-            if isinstance(v, bool):
-                return np.nan
-            if isinstance(v, (int, np.integer)):
-                return int(v)
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
-                return int(v.strip())
-            return np.nan
-        out = series.map(to_int, na_action="ignore")
-        bad = present & out.isna()
-        ints = pd.array(out.where(out.notna(), None).tolist(), dtype="Int64")
-        typed = pd.Series(ints, index=series.index)
+        typed = None
+        if kind in ("integer", "empty"):
+            try:
+                typed, bad = series.astype("Int64"), no_fail
+            except (OverflowError, TypeError, ValueError):
+                typed = None
+        if typed is None:
+            def to_int(v: Any) -> Any:
+                if isinstance(v, bool):
+                    return None
+                if isinstance(v, (int, np.integer)):
+                    return int(v) if -(2**63) < int(v) < 2**63 else None
+                if isinstance(v, float) and v.is_integer():
+                    return int(v)
+                if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+                    return int(v.strip())
+                return None
+            out = series.map(to_int, na_action="ignore")
+            bad = present & out.isna()
+            typed = pd.Series(pd.array(out.where(out.notna(), None).tolist(), dtype="Int64"), index=series.index)
         if t == "int":
             return typed, bad
         unit = "s" if t == "epoch_s" else "us"
         ts = pd.to_datetime(typed.astype("float64"), unit=unit, utc=True)
         return ts, bad
     if t == "float":
-        out = pd.to_numeric(series.map(lambda v: np.nan if isinstance(v, bool) else v, na_action="ignore"), errors="coerce")
+        clean = series if kind in ("integer", "floating", "mixed-integer-float", "empty", "decimal") else \
+            series.map(lambda v: np.nan if isinstance(v, bool) else v, na_action="ignore")
+        out = pd.to_numeric(clean, errors="coerce")
         bad = present & out.isna()
         return out.astype("float64"), bad
     if t == "timestamp":
-        out = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        try:
+            out = pd.to_datetime(series, errors="coerce", utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            out = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        retry = present & out.isna()
+        if retry.any():
+            out = out.copy()
+            out[retry] = pd.to_datetime(series[retry], errors="coerce", utc=True, format="mixed")
         bad = present & out.isna()
         return out, bad
     if t == "date":
@@ -107,6 +137,11 @@ def records_to_frame(records: list[dict[str, Any]], spec: ObjectSpec) -> tuple[p
     (record index, field) whose value could not be cast.
     """
     flat = [flatten_record(spec.prepare(r) if spec.prepare else r) for r in records]
+    return flat_records_to_frame(flat, spec)
+
+
+def flat_records_to_frame(flat: list[dict[str, Any]], spec: ObjectSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """:func:`records_to_frame` for records already flattened (and prepared)."""
     raw = pd.DataFrame.from_records(flat) if flat else pd.DataFrame()
     raw.columns = [column_name(c) for c in raw.columns]
     raw = raw.loc[:, ~raw.columns.duplicated()]
