@@ -74,6 +74,14 @@ def currency() -> str:
     return "USD"
 
 
+def revenue_lines(alias: str = "o") -> str:
+    """Rows of fct_orders that move revenue: paid orders and imported returns (negative net), as
+    kpi_daily counts them; copies published before returns existed have no is_return."""
+    if "is_return" in data.columns("fct_orders"):
+        return f"({alias}.is_paid or {alias}.is_return)"
+    return f"{alias}.is_paid"
+
+
 def period_caption(f: Filters) -> None:
     p0, p1 = f.previous
     st.caption(f"{f.start:%d %b %Y} – {f.end:%d %b %Y} ({f.days} days) vs previous {p0:%d %b} – {p1:%d %b %Y}"
@@ -94,10 +102,12 @@ def executive(f: Filters) -> None:
         where = "and d.acquisition_channel = ?"
         params.append(f.channel_selected)
         st.caption(f"Orders of customers acquired through {f.channel}.")
+    rev = revenue_lines("o")
     sql = f"""
         select case when o.order_date between ? and ? then 'now' when o.order_date between ? and ? then 'before' end as period,
             count(*) filter (where o.is_paid) as orders,
-            coalesce(sum(o.net_revenue) filter (where o.is_paid), 0) as revenue,
+            coalesce(sum(o.net_revenue) filter (where {rev}), 0) as revenue,
+            coalesce(sum(o.net_revenue) filter (where o.is_paid), 0) as paid_revenue,
             count(distinct o.customer_id) filter (where o.is_paid) as active_customers,
             count(distinct o.customer_id) filter (where o.is_first_order) as new_customers,
             count(distinct o.customer_id) filter (where o.is_paid and o.customer_order_number > 1) as returning_customers
@@ -107,9 +117,10 @@ def executive(f: Filters) -> None:
     df = data.query(sql, params).set_index("period")
     get = lambda period, col: _f(df.loc[period, col]) if period in df.index else 0.0  # noqa: E731
     kpis = {k: (get("now", k), get("before", k)) for k in
-            ("revenue", "orders", "active_customers", "new_customers", "returning_customers")}
-    aov_now = kpis["revenue"][0] / kpis["orders"][0] if kpis["orders"][0] else None
-    aov_before = kpis["revenue"][1] / kpis["orders"][1] if kpis["orders"][1] else None
+            ("revenue", "paid_revenue", "orders", "active_customers", "new_customers", "returning_customers")}
+    # AOV = net revenue of paid orders / paid orders (returns lower revenue, not the order value)
+    aov_now = kpis["paid_revenue"][0] / kpis["orders"][0] if kpis["orders"][0] else None
+    aov_before = kpis["paid_revenue"][1] / kpis["orders"][1] if kpis["orders"][1] else None
     cols = st.columns(3)
     cols[0].metric("Net revenue", money(kpis["revenue"][0], cur), change(*kpis["revenue"]), border=True)
     cols[1].metric("Orders", num(kpis["orders"][0]), change(*kpis["orders"]), border=True)
@@ -126,7 +137,7 @@ def executive(f: Filters) -> None:
             "from gold.kpi_daily where date_day between ? and ? order by 1", [f.start, f.end])
     else:
         daily = data.query(f"""
-            select o.order_date::date as day, coalesce(sum(o.net_revenue) filter (where o.is_paid), 0) as net_revenue,
+            select o.order_date::date as day, coalesce(sum(o.net_revenue) filter (where {rev}), 0) as net_revenue,
                 count(*) filter (where o.is_paid) as orders,
                 count(distinct o.customer_id) filter (where o.is_first_order) as new_customers,
                 count(distinct o.customer_id) filter (where o.is_paid and o.customer_order_number > 1) as returning_customers

@@ -154,14 +154,18 @@ def collect(reader: ServingReader, week_end: dt.date | None = None) -> WeeklyDat
     end = week_end or through
     start = end - dt.timedelta(days=6)
     p_start, p_end = start - dt.timedelta(days=7), start - dt.timedelta(days=1)
-    row = reader.records("""
+    # revenue lines = paid orders and imported returns (negative net), as kpi_daily counts them
+    rev = "(is_paid or is_return)" if "is_return" in reader.columns("fct_orders") else "is_paid"
+    row = reader.records(f"""
         select
             count(*) filter (where is_paid and order_date between $1 and $2) as orders_now,
             count(*) filter (where is_paid and order_date between $3 and $4) as orders_before,
-            sum(net_revenue) filter (where is_paid and order_date between $1 and $2) as revenue_now,
-            sum(net_revenue) filter (where is_paid and order_date between $3 and $4) as revenue_before,
-            sum(refunded_revenue) filter (where is_paid and order_date between $1 and $2) as refunds_now,
-            sum(refunded_revenue) filter (where is_paid and order_date between $3 and $4) as refunds_before,
+            sum(net_revenue) filter (where {rev} and order_date between $1 and $2) as revenue_now,
+            sum(net_revenue) filter (where {rev} and order_date between $3 and $4) as revenue_before,
+            sum(net_revenue) filter (where is_paid and order_date between $1 and $2) as paid_revenue_now,
+            sum(net_revenue) filter (where is_paid and order_date between $3 and $4) as paid_revenue_before,
+            sum(refunded_revenue) filter (where {rev} and order_date between $1 and $2) as refunds_now,
+            sum(refunded_revenue) filter (where {rev} and order_date between $3 and $4) as refunds_before,
             count(distinct customer_id) filter (where is_paid and order_date between $1 and $2) as active_now,
             count(distinct customer_id) filter (where is_paid and order_date between $3 and $4) as active_before,
             count(distinct customer_id) filter (where is_first_order and order_date between $1 and $2) as new_now,
@@ -176,12 +180,12 @@ def collect(reader: ServingReader, week_end: dt.date | None = None) -> WeeklyDat
     kpis = [
         Kpi("Net revenue", _nz(row["revenue_now"]), _nz(row["revenue_before"]), "money"),
         Kpi("Orders", _nz(row["orders_now"]), _nz(row["orders_before"])),
-        Kpi("Average order value", aov(row["revenue_now"], row["orders_now"]),
-            aov(row["revenue_before"], row["orders_before"]), "money"),
+        Kpi("Average order value", aov(row["paid_revenue_now"], row["orders_now"]),
+            aov(row["paid_revenue_before"], row["orders_before"]), "money"),
         Kpi("Active customers", _nz(row["active_now"]), _nz(row["active_before"])),
         Kpi("New customers", _nz(row["new_now"]), _nz(row["new_before"])),
         Kpi("Returning customers", _nz(row["returning_now"]), _nz(row["returning_before"])),
-        Kpi("Refunds", _nz(row["refunds_now"]), _nz(row["refunds_before"]), "money"),
+        Kpi("Refunds and returns", _nz(row["refunds_now"]), _nz(row["refunds_before"]), "money"),
     ]
     if has_kpi:
         s = reader.records("""
@@ -194,9 +198,9 @@ def collect(reader: ServingReader, week_end: dt.date | None = None) -> WeeklyDat
             kpis.append(Kpi("Sessions", _nz(s["s_now"]), _nz(s["s_before"])))
             kpis.append(Kpi("Session conversion rate", _nz(s["c_now"]) / _nz(s["s_now"]) if s["s_now"] else None,
                             _nz(s["c_before"]) / _nz(s["s_before"]) if s["s_before"] else None, "rate"))
-    by_day = dict(reader.rows("""
+    by_day = dict(reader.rows(f"""
         select order_date::date, sum(net_revenue) from gold.fct_orders
-        where is_paid and order_date between ? and ? group by 1""", [p_start, end])[1])
+        where {rev} and order_date between ? and ? group by 1""", [p_start, end])[1])
     daily_now = [_nz(by_day.get(start + dt.timedelta(days=i))) for i in range(7)]
     daily_before = [_nz(by_day.get(p_start + dt.timedelta(days=i))) for i in range(7)]
     data = WeeklyData(week_start=start, week_end=end, currency=row["currency"] or "USD", data_through=through,
@@ -263,7 +267,7 @@ def _change(k: Kpi) -> str:
     c = k.change
     if c is None:
         return '<td class="muted">–</td>'
-    good = c >= 0 if k.name != "Refunds" else c <= 0
+    good = c >= 0 if not k.name.startswith("Refunds") else c <= 0
     return f'<td class="{"up" if good else "down"}">{c:+.1%}</td>'
 
 

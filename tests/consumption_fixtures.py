@@ -167,7 +167,19 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
                 "last_refunded_at": ordered_at + pd.Timedelta(days=3) if refunded else None, "status": st,
                 "is_paid": st != "failed", "reporting_currency": "USD", "_touches": touches,
             })
+    for k, (cust, day, amount) in enumerate((("cust_0002", END - dt.timedelta(days=2), 40.0),
+                                             ("cust_0005", END - dt.timedelta(days=9), 25.5),
+                                             ("cust_0010", END - dt.timedelta(days=30), 60.0))):
+        at = _ts(day, 50_000)  # imported returns: no gross, the amount refunded, negative net
+        orders.append({
+            "order_id": f"ret_{k:03d}", "customer_id": cust, "order_source": "import", "stripe_customer_id": None,
+            "ordered_at": at, "paid_at": None, "order_date": day, "original_currency": "USD", "charge_attempts": 1,
+            "charge_id": None, "gross_amount_original": -amount, "gross_revenue": 0.0, "refunded_revenue": amount,
+            "net_revenue": -amount, "last_refunded_at": at, "status": "returned", "is_paid": False, "is_return": True,
+            "reporting_currency": "USD", "_touches": [],
+        })
     fct_orders = pd.DataFrame(orders)
+    fct_orders["is_return"] = fct_orders["is_return"].fillna(False).astype(bool)
     paid = fct_orders[fct_orders["is_paid"]].sort_values(["customer_id", "ordered_at"])
     paid_rank = paid.groupby("customer_id").cumcount() + 1
     fct_orders["customer_order_number"] = pd.Series(paid_rank, index=paid.index).reindex(fct_orders.index).astype("Int64")
@@ -327,10 +339,10 @@ DERIVED_SQL = {
               from fct_sessions group by 1)
         select d.date_day,
             count(o.order_id) filter (where o.is_paid) as orders,
-            count(o.order_id) filter (where not o.is_paid) as failed_orders,
-            coalesce(sum(o.gross_revenue) filter (where o.is_paid), 0) as gross_revenue,
-            coalesce(sum(o.refunded_revenue) filter (where o.is_paid), 0) as refunded_revenue,
-            coalesce(sum(o.net_revenue) filter (where o.is_paid), 0) as net_revenue,
+            count(o.order_id) filter (where not o.is_paid and not o.is_return) as failed_orders,
+            coalesce(sum(o.gross_revenue) filter (where o.is_paid or o.is_return), 0) as gross_revenue,
+            coalesce(sum(o.refunded_revenue) filter (where o.is_paid or o.is_return), 0) as refunded_revenue,
+            coalesce(sum(o.net_revenue) filter (where o.is_paid or o.is_return), 0) as net_revenue,
             sum(o.net_revenue) filter (where o.is_paid) / nullif(count(o.order_id) filter (where o.is_paid), 0) as average_order_value,
             count(distinct o.customer_id) filter (where o.is_first_order) as new_customers,
             count(distinct o.customer_id) filter (where o.is_paid and o.customer_order_number > 1) as returning_customers,
@@ -487,9 +499,9 @@ def build_serving_copy(settings, *, seed: int = 7, skip: tuple[str, ...] = ()) -
 
 def gold_contract() -> dict[str, list[str]]:
     """Columns of every gold table as the dbt project documents them (plus ml_model_runs)."""
-    import yaml
+    import ast
 
-    from ml.scoring import MODEL_RUN_COLUMNS
+    import yaml
 
     repo = Path(__file__).resolve().parent.parent
     out: dict[str, list[str]] = {}
@@ -500,5 +512,10 @@ def gold_contract() -> dict[str, list[str]]:
         for s in doc.get("sources") or []:
             for t in s.get("tables") or []:
                 out[t["name"]] = [c["name"] for c in t.get("columns") or []]
-    out.setdefault("ml_model_runs", list(MODEL_RUN_COLUMNS))
+    # ml.scoring.MODEL_RUN_COLUMNS, read without importing ml (sklearn, xgboost: seconds)
+    tree = ast.parse((repo / "ml" / "scoring.py").read_text())
+    for node in tree.body:
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        if isinstance(target, ast.Name) and target.id == "MODEL_RUN_COLUMNS":
+            out.setdefault("ml_model_runs", list(ast.literal_eval(node.value)))
     return out
