@@ -65,7 +65,8 @@ def _trimmed_gx_result(result: Any, keep: int = 20) -> dict[str, Any] | None:
 
 
 def _quiet_gx() -> None:
-    for name in ("great_expectations", "great_expectations.core", "great_expectations._docs_decorators"):
+    for name in ("great_expectations", "great_expectations.core", "great_expectations._docs_decorators",
+                 "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
