@@ -158,7 +158,7 @@ def flat_records_to_frame(flat: list[dict[str, Any]], spec: ObjectSpec) -> tuple
     for c in drift:
         out[c] = raw[c].map(lambda v: v if isinstance(v, str) else json.dumps(v, default=str), na_action="ignore").astype("string")
     cast_failures = pd.DataFrame(failures, columns=["row", "field"])
-    out.attrs["present_columns"] = set(raw.columns)  # fields that occur in at least one record
+    out.attrs["present_columns"] = sorted(raw.columns)  # fields that occur in at least one record
     return out, cast_failures, drift
 
 
