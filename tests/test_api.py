@@ -172,6 +172,51 @@ def test_token_file_is_generated_0600_and_world_readable_files_are_refused(setti
         resolve_token(s)
 
 
+def test_make_api_generates_a_token_file_and_serves_on_loopback(gold_serving, tmp_path):
+    """`python -m retailpulse.api` (make api): no token configured -> a 0600 token file is
+    generated and its path (never the token) printed; the server answers on 127.0.0.1."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import REPO
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token_file = tmp_path / "api_token"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAILPULSE_")}
+    env.update(RETAILPULSE_HOME=str(REPO), RETAILPULSE_SERVING_DIR=str(gold_serving.serving_path),
+               RETAILPULSE_DATA_DIR=str(tmp_path / "data"), RETAILPULSE_API_TOKEN_FILE=str(token_file),
+               RETAILPULSE_API_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "retailpulse.api"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the API did not start: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.25)
+        token = token_file.read_text().strip()
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/customers/{KNOWN_CUSTOMER}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert str(token_file) in out and f"http://127.0.0.1:{port}" in out
+    assert token not in out
+
+
 def test_no_serving_copy_is_503_in_the_same_shape(settings_factory):
     app = create_app(settings_factory(), token="t")
     with TestClient(app) as c:
