@@ -343,7 +343,8 @@ def create_app(settings: Settings | None = None, token: str | None = None) -> Fa
         if not reader.has_table("dim_customers"):
             raise APIError(503, "unavailable", "gold.dim_customers is not built yet: run `make run`")
         counts = dict(reader.rows(
-            f"select rfm_segment, count(*) from {GOLD}.dim_customers where rfm_segment is not null group by 1")[1])
+            f"select rfm_segment, count(*) from {GOLD}.dim_customers where rfm_segment is not null group by 1")[1]
+        ) if "rfm_segment" in reader.columns("dim_customers") else {}
         names = list(dict.fromkeys(list(RFM_SEGMENTS) + sorted(counts)))
         return SegmentList(segments=[Segment(segment=n, customers=int(counts.get(n, 0))) for n in names])
 
@@ -361,6 +362,8 @@ def create_app(settings: Settings | None = None, token: str | None = None) -> Fa
         name = known_segments().get(_norm(segment))
         if name is None:
             raise APIError(404, "not_found", f"unknown segment {segment!r}; see GET /segments")
+        if "rfm_segment" not in reader.columns("dim_customers"):
+            return SegmentPage(segment=name, total=0, limit=limit, offset=offset, next_offset=None, items=[])
         total = int(reader.scalar(f"select count(*) from {GOLD}.dim_customers where rfm_segment = ?", [name]))
         has_scores = reader.has_table("customer_scores")
         score_cols = ("s.value_tier, s.churn_risk_band, s.churn_probability, s.p_alive, s.predicted_clv_12m, "
