@@ -22,8 +22,15 @@ def command(host: str, port: int, extra: list[str] | None = None) -> list[str]:
 
 def main() -> None:
     settings = load_settings()
-    cmd = command(settings.dashboard_host, settings.dashboard_port, sys.argv[1:])
-    print(f"RetailPulse dashboard on http://{settings.dashboard_host}:{settings.dashboard_port} "
+    extra = sys.argv[1:]
+    host, port = settings.dashboard_host, settings.dashboard_port
+    for i, arg in enumerate(extra[:-1]):  # `python -m dashboard --server.port 8600` wins
+        if arg == "--server.address":
+            host = extra[i + 1]
+        elif arg == "--server.port":
+            port = int(extra[i + 1])
+    cmd = command(settings.dashboard_host, settings.dashboard_port, extra)
+    print(f"RetailPulse dashboard on http://{host}:{port} "
           f"(serving copy {settings.serving_path / 'retailpulse_serving.duckdb'})", flush=True)
     os.execv(sys.executable, cmd)
 

@@ -493,8 +493,9 @@ def model_quality(f: Filters) -> None:
     if data.has("ml_model_runs"):
         runs = data.query("select * from gold.ml_model_runs order by cutoff_date, model_name")
         st.subheader("Training and evaluation runs")
-        show = [c for c in ("model_name", "model_version", "cutoff_date", "train_start", "train_end", "horizon_days",
-                            "n_customers", "is_champion", "trained_at") if c in runs.columns]
+        show = [c for c in ("model_name", "task", "model_version", "cutoff_date", "train_start", "train_end",
+                            "horizon_days", "n_customers", "is_champion", "promoted_at", "trained_at")
+                if c in runs.columns]
         st.dataframe(runs[show].sort_values(["cutoff_date", "model_name"], ascending=[False, True]), hide_index=True,
                      height=220)
         long = _metrics_long(runs)

@@ -1,7 +1,7 @@
 """A small, deterministic serving copy (schema gold) for the dashboard, API and report tests.
 
-The tables carry exactly the columns the dbt marts document (dbt/models/marts/**/*.yml, the
-ml sources, ml.scoring.MODEL_RUN_COLUMNS) - ``test_fixture_matches_the_gold_contract`` checks
+The tables carry exactly the columns the dbt marts document (dbt/models/marts/**/*.yml) and the
+ML stage writes (ml.jobs.TABLE_COLUMNS) - ``test_fixture_matches_the_gold_contract`` checks
 that - plus the proposed ``gold.data_health`` / ``gold.data_health_rejections``
 (see dashboard/README.md). Aggregates (kpi_daily, funnel_daily, cohorts, channel performance,
 RFM) are computed from the fixture's own orders and sessions, so they agree with each other.
@@ -275,7 +275,12 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
                 "trained_at": pd.Timestamp(cutoff, tz="UTC") + pd.Timedelta(hours=3), "train_start": START,
                 "train_end": cutoff, "cutoff_date": cutoff, "horizon_days": 90, "n_customers": 50,
                 "metrics_json": json.dumps(m, sort_keys=True), "baseline_metrics_json": json.dumps(b, sort_keys=True),
-                "is_champion": name != "clv_xgb",
+                "is_champion": name != "clv_xgb", "task": "churn" if churn else "clv",
+                "training_id": f"clv_bgnbd_gg-{cutoff:%Y%m%d}+churn_xgb-{cutoff:%Y%m%d}",
+                "evaluation_start": cutoff - dt.timedelta(days=89), "evaluation_end": cutoff, "n_transactions": 200,
+                "feature_names_json": json.dumps(["frequency", "recency", "T", "monetary_value"]),
+                "artifact_dir": f"{name}-{cutoff:%Y%m%d}",
+                "promoted_at": pd.Timestamp(cutoff, tz="UTC") + pd.Timedelta(hours=4) if name != "clv_xgb" else pd.NaT,
             })
 
     # --- identity map, support cases, data health --------------------------------------------
@@ -512,10 +517,19 @@ def gold_contract() -> dict[str, list[str]]:
         for s in doc.get("sources") or []:
             for t in s.get("tables") or []:
                 out[t["name"]] = [c["name"] for c in t.get("columns") or []]
-    # ml.scoring.MODEL_RUN_COLUMNS, read without importing ml (sklearn, xgboost: seconds)
-    tree = ast.parse((repo / "ml" / "scoring.py").read_text())
-    for node in tree.body:
-        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-        if isinstance(target, ast.Name) and target.id == "MODEL_RUN_COLUMNS":
-            out.setdefault("ml_model_runs", list(ast.literal_eval(node.value)))
+    # the tables the ML stage writes: ml.jobs.TABLE_COLUMNS (else ml.scoring.MODEL_RUN_COLUMNS), read
+    # without importing ml (sklearn, xgboost: seconds)
+    constants = {}
+    for module in ("jobs", "scoring"):
+        file = repo / "ml" / f"{module}.py"
+        if not file.exists():
+            continue
+        for node in ast.parse(file.read_text()).body:
+            target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+            if isinstance(target, ast.Name) and target.id in ("TABLE_COLUMNS", "MODEL_RUN_COLUMNS"):
+                constants.setdefault(target.id, ast.literal_eval(node.value))
+    for table, cols in (constants.get("TABLE_COLUMNS") or {}).items():
+        out[table] = [c for c, _ in cols]
+    if "MODEL_RUN_COLUMNS" in constants:
+        out.setdefault("ml_model_runs", list(constants["MODEL_RUN_COLUMNS"]))
     return out
