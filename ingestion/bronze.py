@@ -13,11 +13,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from ingestion.flatten import flat_records_to_frame as records_to_frame_flat
 from ingestion.flatten import records_to_frame
 from ingestion.interval import Interval
 from ingestion.landing import LandingZone
@@ -67,6 +68,8 @@ class PreparedBatch:
     extracted: int
     batch_id: str
     extracted_at: str
+    # GDPR: landed rows that carry a suppressed identifier and are not tombstones yet
+    scrub_rows: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -81,10 +84,29 @@ class _TypedBatch:
     duplicates: int
     batch_id: str
     extracted_at: str
+    suppressed: int = 0                                 # rows rejected as gdpr_suppressed
+    scrub_rows: list[int] = field(default_factory=list)  # of those, landed lines to tombstone
 
 
-def _read_batch(zone: LandingZone, spec: ObjectSpec, interval: Interval) -> _TypedBatch:
-    """Read a landed batch, drop exact duplicates, flatten and type it (no validation yet)."""
+@dataclass
+class _RawBatch:
+    interval: Interval
+    manifest: Any
+    raw: list[Any]
+    good_idx: list[int]
+    flat: list[dict[str, Any]]
+    present: set[str]
+    pre_rejects: list[dict[str, Any]]
+    duplicates: int
+    tombstones: list[int]
+    suppressed: set[int]
+
+
+def _read_raw(zone: LandingZone, spec: ObjectSpec, interval: Interval, suppressor: Any = None) -> _RawBatch:
+    """Read a landed batch: tombstones, malformed lines and exact duplicates out; flatten the rest."""
+    from ingestion.flatten import column_name, flatten_record
+    from retailpulse.erasure import is_tombstone
+
     manifest = zone.read_manifest(spec.source, spec.name, interval)
     if manifest is None:
         raise FileNotFoundError(
@@ -99,26 +121,82 @@ def _read_batch(zone: LandingZone, spec: ObjectSpec, interval: Interval) -> _Typ
     pre_rejects: list[dict[str, Any]] = []
     good: list[dict[str, Any]] = []
     good_idx: list[int] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     duplicates = 0
+    tombstones: list[int] = []
+    suppressed: set[int] = set()
     for i, rec in enumerate(raw):
+        if is_tombstone(rec):
+            tombstones.append(i)
+            continue
         if not isinstance(rec, dict):
+            if suppressor is not None and suppressor.text_matches(rec):
+                suppressed.add(i)
+                continue
             pre_rejects.append({"row": i, "rule": "malformed_json", "record": rec})
             continue
         h = _record_hash(rec)
         if h in seen:
             duplicates += 1
-            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": rec})
+            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": rec, "first": seen[h]})
             continue
-        seen.add(h)
+        seen[h] = i
         good.append(rec)
         good_idx.append(i)
-    frame, cast_failures, drift = records_to_frame(good, spec)
-    present = set(frame.attrs.get("present_columns", set())) | set(drift)
+    flat = [flatten_record(spec.prepare(r) if spec.prepare else r) for r in good]
+    keys: set[str] = set()
+    for f in flat:
+        keys.update(f)
+    present = {column_name(k) for k in keys}
+    return _RawBatch(interval, manifest, raw, good_idx, flat, present, pre_rejects, duplicates, tombstones, suppressed)
+
+
+def _type_batches(spec: ObjectSpec, raws: list[_RawBatch], suppressor: Any = None) -> list[_TypedBatch]:
+    """Type the records of all batches in one pass (the per-field casting has a fixed cost per
+    call that dominates small batches), then finish each batch on its slice."""
+    import numpy as np
+
+    all_flat = [f for rb in raws for f in rb.flat]
+    frame_all, failures_all, drift = records_to_frame_flat(all_flat, spec)
+    owner = np.repeat(np.arange(len(raws)), [len(rb.flat) for rb in raws])
+    starts = np.concatenate([[0], np.cumsum([len(rb.flat) for rb in raws])])
+    fail_owner = owner[failures_all["row"].to_numpy()] if len(failures_all) else np.array([], dtype=int)
+    out = []
+    for b, rb in enumerate(raws):
+        frame = frame_all.iloc[starts[b]:starts[b + 1]]
+        cast_failures = failures_all[fail_owner == b].copy()
+        cast_failures["row"] = cast_failures["row"] - starts[b]
+        batch_drift = [c for c in drift if c in rb.present]
+        out.append(_finish_typing(spec, rb, frame, cast_failures, batch_drift, suppressor))
+    return out
+
+
+def _finish_typing(spec: ObjectSpec, rb: _RawBatch, frame: pd.DataFrame, cast_failures: pd.DataFrame,
+                   drift: list[str], suppressor: Any = None) -> _TypedBatch:
+    from retailpulse.erasure import SUPPRESSED_RULE
+
+    interval, manifest, raw, good_idx = rb.interval, rb.manifest, rb.raw, rb.good_idx
+    pre_rejects, duplicates, tombstones, suppressed = rb.pre_rejects, rb.duplicates, rb.tombstones, set(rb.suppressed)
+    present = set(rb.present) | set(drift)
+    frame = frame.copy()
     frame.index = good_idx
+    if suppressor is not None and len(frame):
+        hit = suppressor.frame_mask(frame)
+        if hit.any():
+            rows = {int(i) for i in frame.index[hit.to_numpy()]}
+            suppressed |= rows
+            frame = frame.loc[~hit.to_numpy()]
+            for r in pre_rejects:  # exact copies of a suppressed record
+                if r["rule"] == "duplicate_record" and r.get("first") in rows:
+                    suppressed.add(r["row"])
+            pre_rejects = [r for r in pre_rejects if r["row"] not in suppressed]
+    for r in pre_rejects:
+        r.pop("first", None)
+    pre_rejects.extend({"row": i, "rule": SUPPRESSED_RULE, "record": None} for i in sorted(set(tombstones) | suppressed))
     pre_rules: dict[int, list[str]] = {}
     for row, fld in cast_failures.itertuples(index=False):
-        pre_rules.setdefault(good_idx[row], []).append(f"type:{fld}")
+        if good_idx[row] not in suppressed:
+            pre_rules.setdefault(good_idx[row], []).append(f"type:{fld}")
     # same key, different content: keep the last landed version
     if spec.key in frame.columns and len(frame):
         keys = frame[spec.key]
@@ -127,7 +205,8 @@ def _read_batch(zone: LandingZone, spec: ObjectSpec, interval: Interval) -> _Typ
             pre_rules.setdefault(int(i), []).append("duplicate_key_superseded")
     eligible = frame.drop(index=list(pre_rules)) if pre_rules else frame
     return _TypedBatch(interval, raw, eligible, present, pre_rules, pre_rejects, drift, duplicates,
-                       manifest.batch_id, manifest.extracted_at)
+                       manifest.batch_id, manifest.extracted_at,
+                       suppressed=len(tombstones) + len(suppressed), scrub_rows=sorted(suppressed))
 
 
 def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome, full: pd.DataFrame | None = None) -> PreparedBatch:
@@ -140,14 +219,17 @@ def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome, full:
         reject_rows.append({"row": i, "rule": ";".join(rules), "record": tb.raw[i]})
     passed = tb.frame.drop(index=[i for i in row_rules if i in tb.frame.index])
     extracted = len(tb.raw)
-    if extracted and len(reject_rows) / extracted > spec.max_reject_fraction:
+    # GDPR-suppressed rows are not data-quality rejects: they do not count against the batch
+    counted, considered = len(reject_rows) - tb.suppressed, extracted - tb.suppressed
+    if considered and counted / considered > spec.max_reject_fraction:
         outcome.critical_failures.append(
             f"rejected_fraction_at_most_{spec.max_reject_fraction:g} failed "
-            f"({len(reject_rows)} of {extracted} rows rejected)"
+            f"({counted} of {considered} rows rejected)"
         )
         outcome.success = False
     rejects = pd.DataFrame(reject_rows, columns=["row", "rule", "record"])
-    return PreparedBatch(passed, rejects, outcome, tb.drift, tb.duplicates, extracted, tb.batch_id, tb.extracted_at)
+    return PreparedBatch(passed, rejects, outcome, tb.drift, tb.duplicates, extracted, tb.batch_id, tb.extracted_at,
+                         scrub_rows=list(tb.scrub_rows))
 
 
 def prepare_batches(
@@ -155,9 +237,10 @@ def prepare_batches(
     spec: ObjectSpec,
     intervals: list[Interval],
     recent: list[list[int]] | None = None,
+    suppressor: Any = None,
 ) -> list[PreparedBatch]:
     """Read, type and validate several landed batches of one object (one GX run for all)."""
-    typed = [_read_batch(zone, spec, iv) for iv in intervals]
+    typed = _type_batches(spec, [_read_raw(zone, spec, iv, suppressor) for iv in intervals], suppressor)
     outcomes = validate_batches(spec, [t.frame for t in typed], [t.present for t in typed], recent)
     return [_finish(spec, t, o) for t, o in zip(typed, outcomes)]
 
@@ -198,12 +281,13 @@ REJECTS_EMPTY = {
 def ensure_bronze_tables(wh: Warehouse) -> None:
     """Create (empty) every declared bronze table and bronze.rejected_records if missing."""
     from ingestion.connectors import SOURCES, get_specs
+    from ingestion.transactions import SPECS as TRANSACTION_SPECS
 
+    specs = [spec for source in SOURCES for spec in get_specs(source).values()] + list(TRANSACTION_SPECS.values())
     with wh.connect() as con:
-        for source in SOURCES:
-            for spec in get_specs(source).values():
-                if not wh._column_types(con, wh.schema_name("bronze"), spec.bronze_table):
-                    wh.replace_rows("bronze", spec.bronze_table, empty_bronze_frame(spec), where={}, con=con)
+        for spec in specs:
+            if not wh._column_types(con, wh.schema_name("bronze"), spec.bronze_table):
+                wh.replace_rows("bronze", spec.bronze_table, empty_bronze_frame(spec), where={}, con=con)
         if not wh._column_types(con, wh.schema_name("bronze"), "rejected_records"):
             empty = pd.DataFrame({k: pd.Series([], dtype=v) for k, v in REJECTS_EMPTY.items()})
             wh.replace_rows("bronze", "rejected_records", empty, where={}, con=con)
@@ -247,8 +331,9 @@ def _rejects(spec: ObjectSpec, prepared: PreparedBatch, interval: Interval, now:
         "batch_id": pd.Series([prepared.batch_id] * n, dtype="string"),
         "row_number": prepared.rejects["row"].astype("int64").reset_index(drop=True),
         "rule": prepared.rejects["rule"].astype("string").reset_index(drop=True),
-        "record": prepared.rejects["record"].map(
-            lambda r: r if isinstance(r, str) else json.dumps(r, default=str)).astype("string").reset_index(drop=True),
+        "record": prepared.rejects["record"].map(  # None: content withheld (gdpr_suppressed)
+            lambda r: None if r is None else (r if isinstance(r, str) else json.dumps(r, default=str))
+        ).astype("string").reset_index(drop=True),
         "rejected_at": pd.Series([now] * n, dtype="datetime64[us, UTC]"),
     })
 
@@ -262,7 +347,10 @@ def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: 
     """
     if not intervals:
         return []
-    prepared_all = prepare_batches(zone, spec, intervals, _recent_volume_map(wh, spec, intervals))
+    from retailpulse.erasure import Suppressor
+
+    suppressor = Suppressor.load(wh)  # GDPR erasures: None when nobody is suppressed
+    prepared_all = prepare_batches(zone, spec, intervals, _recent_volume_map(wh, spec, intervals), suppressor)
     now = dt.datetime.now(dt.timezone.utc)
     reports, audits, bodies, rejects, refused = [], [], [], [], []
     for interval, prepared in zip(intervals, prepared_all):
@@ -295,6 +383,7 @@ def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: 
             rej = pd.concat(frames, ignore_index=True) if frames else rejects[0]
             wh.replace_rows("bronze", "rejected_records", rej,
                             where={"source": spec.source, "object": spec.name, "interval_key": loaded_keys}, con=con)
+    _scrub_suppressed(zone, spec, intervals, prepared_all)
     for r in reports:
         if r.status == "loaded":
             log.info(r.line())
@@ -302,6 +391,23 @@ def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: 
         details = "; ".join(f"{iv.key}: " + "; ".join(p.outcome.critical_failures) for iv, p in refused[:3])
         raise BatchRefused(f"{spec.source}.{spec.name}: {len(refused)} batch(es) not loaded: {details}")
     return reports
+
+
+def _scrub_suppressed(zone: LandingZone, spec: ObjectSpec, intervals: list[Interval],
+                      prepared_all: list[PreparedBatch]) -> None:
+    """Replace landed lines of suppressed people by tombstones, so that the raw record does not
+    stay in the landing zone (re-loading the batch gives the same result)."""
+    from retailpulse.erasure import rewrite_landing_batch
+
+    for interval, prepared in zip(intervals, prepared_all):
+        if not prepared.scrub_rows:
+            continue
+        try:
+            rewrite_landing_batch(zone, spec.source, spec.name, interval, set(prepared.scrub_rows),
+                                  expected_batch_id=prepared.batch_id)
+        except OSError as exc:  # the load stands; the next load of the batch tries again
+            log.warning("%s.%s %s: could not tombstone %d suppressed landed records: %s", spec.source, spec.name,
+                        interval.key, len(prepared.scrub_rows), type(exc).__name__)
 
 
 def load_batch(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, interval: Interval) -> LoadReport:
