@@ -50,6 +50,25 @@ def write_profiles(settings: Settings) -> Path:
     return profiles_dir
 
 
+def release_dbt_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open at class level after an in-process run.
+
+    Otherwise a later write through ``Warehouse.connect`` in the same process (dag.test runs
+    every task in one process) can land in another database instance than the one the next dbt
+    run reads, and incremental models see stale bronze.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed (Postgres-only environments)
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None:
+        try:
+            env.close()
+        finally:
+            DuckDBConnectionManager._ENV = None
+
+
 def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
     """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes."""
     from dbt.cli.main import dbtRunner
@@ -64,7 +83,10 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
         cli += ["--log-path", str(settings.data_path / "dbt_logs")]
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    res = dbtRunner().invoke(cli)
+    try:
+        res = dbtRunner().invoke(cli)
+    finally:
+        release_dbt_duckdb()
     nodes: list[dict[str, Any]] = []
     results = getattr(res.result, "results", None) or []
     for r in results:

@@ -20,7 +20,6 @@ from retailpulse.warehouse import SCHEMAS, get_warehouse
 
 log = logging.getLogger(__name__)
 
-GOLD_TABLES = ("fct_orders",)
 
 
 def configured_sources(settings: Settings) -> list[str]:
