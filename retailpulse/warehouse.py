@@ -105,7 +105,9 @@ class Warehouse(abc.ABC):
                 self._exec(con, f"create schema if not exists {ident(self.schema_name(s))}")
 
     def table_exists(self, schema: str, table: str) -> bool:
-        with self.connect(read_only=True) as con:
+        # not read_only: DuckDB refuses a read-only connection in a process that already holds
+        # the file read-write (dag.test runs every task in one process)
+        with self.connect() as con:
             return bool(self._column_types(con, self.schema_name(schema), table))
 
     def list_tables(self, schema: str) -> list[str]:
