@@ -576,15 +576,20 @@ def _load_needles(wh: Warehouse, con: Any, needles: set[str]) -> None:
         wh._exec(con, "insert into __rp_erase_needles (v) values " + ", ".join(["(?)"] * len(chunk)), chunk)
 
 
-def _row_predicate(cols: dict[str, str], emails: set[str]) -> tuple[str, list[str]] | None:
-    """SQL matching rows where a text column equals a needle or contains one of the e-mails."""
+def _row_predicate(cols: dict[str, str], emails: set[str], dialect: str = "duckdb") -> tuple[str, list[str]] | None:
+    """SQL matching rows where a text column equals a needle, ends with ``:<needle>`` (identity
+    node ids such as ``stripe_customer:cus_...``) or contains one of the e-mails."""
     text_cols = [c for c, t in cols.items() if _is_text(t)]
     if not text_cols:
         return None
     parts: list[str] = []
     params: list[str] = []
     for c in text_cols:
+        low = f"lower(cast({ident(c)} as varchar))"
+        suffix = (f"substring({low} from ':([^:]*)$')" if dialect == "postgres"
+                  else f"regexp_extract({low}, ':([^:]*)$', 1)")
         parts.append(f"{_norm_sql(c)} in (select v from __rp_erase_needles)")
+        parts.append(f"(position(':' in {low}) > 0 and {suffix} in (select v from __rp_erase_needles))")
         for e in sorted(emails):
             parts.append(f"position(? in lower(cast({ident(c)} as varchar))) > 0")
             params.append(e)
@@ -625,7 +630,7 @@ def remove_from_warehouse(wh: Warehouse, person: Person, schemas: Iterable[str] 
                 if "VIEW" in ttype or (schema == "bronze" and table == "rejected_records"):
                     continue
                 cols = _columns(wh, con, schema, table)
-                pred = _row_predicate(cols, person.emails)
+                pred = _row_predicate(cols, person.emails, wh.target)
                 if pred is None:
                     continue
                 where, params = pred
@@ -680,7 +685,7 @@ def residual_in_warehouse(wh: Warehouse, person: Person, schemas: Iterable[str] 
                 if schema == "bronze" and table == "rejected_records":
                     where, params = _rejects_predicate(person)
                 else:
-                    pred = _row_predicate(cols, person.emails)
+                    pred = _row_predicate(cols, person.emails, wh.target)
                     if pred is None:
                         continue
                     where, params = pred
