@@ -165,9 +165,18 @@ def test_request_needs_exactly_one_identifier(settings):
         erase_person(settings, email="nobody")
 
 
-def test_resolution_keeps_shared_devices_and_households(settings):
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_target(request, settings_factory):
+    if request.param == "duckdb":
+        return settings_factory()
+    return request.getfixturevalue("pg_settings")
+
+
+def test_resolution_keeps_shared_devices_and_households(any_target):
     """A CRM household shared with someone else and a GA4 device someone else logged in on are
-    not the person's: they are not erased (only the person's own rows on them are)."""
+    not the person's: they are not erased (only the person's own rows on them are). Same SQL on
+    DuckDB and Postgres."""
+    settings = any_target
     wh = get_warehouse(settings)
     from retailpulse.pipeline import init_warehouse
 
@@ -192,9 +201,13 @@ def test_resolution_keeps_shared_devices_and_households(settings):
     assert person.ids["sf_account"] == {"001solo1"}
     assert person.ids["ga4_user_pseudo_id"] == {"dev.ann.only"}
     assert person.ids["order"] == {"ord_90001"}
-    erase_person(settings, email="ann@x.io", rebuild=False)
-    assert wh.query("select id from bronze.salesforce__contact") == [("003CCCCCCC",)]
-    assert wh.query("select event_key from bronze.ga4__events order by 1") == [("e4",), ("e5",)]
+    report = erase_person(settings, email="ann@x.io", rebuild=False, publish=False)
+    assert report.status == "completed" and report.residual == {}
+    bronze = wh.schema_name("bronze")
+    assert wh.query(f'select id from "{bronze}".salesforce__contact') == [("003CCCCCCC",)]
+    assert wh.query(f'select event_key from "{bronze}".ga4__events order by 1') == [("e4",), ("e5",)]
+    assert wh.scalar(f'select count(*) from "{wh.schema_name("ops")}".suppression') == len(
+        {v for vs in person.ids.values() for v in vs})
 
 
 # --- end to end on the small sandbox world -----------------------------------------------------------
