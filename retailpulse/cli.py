@@ -142,6 +142,15 @@ def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from retailpulse.erasure import erase_command
+
+    if bool(args.email) == bool(args.customer_id):
+        raise CliError("give exactly one of --email or --customer-id")
+    _print(erase_command(settings, email=args.email, customer_id=args.customer_id))
+    return 0
+
+
 def _print_summary(settings: Settings, demo: bool = False) -> None:
     from retailpulse.pipeline import gold_counts
 
@@ -167,6 +176,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "airflow": cmd_airflow,
     "import-transactions": cmd_import_transactions,
     "docs": cmd_docs,
+    "erase": cmd_erase,
 }
 
 
@@ -222,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--build", action="store_true", help="run dbt afterwards so gold includes the import")
 
     sub.add_parser("docs", help="build the dbt docs and the Great Expectations Data Docs")
+
+    s = sub.add_parser("erase", help="erase one person everywhere (GDPR), with a hashed suppression entry and an audit row")
+    s.add_argument("--email", help="the person's e-mail (any case/whitespace variant)")
+    s.add_argument("--customer-id", help="the resolved customer_id from gold.dim_customers")
     return p
 
 

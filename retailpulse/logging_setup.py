@@ -33,7 +33,10 @@ class RedactingFilter(logging.Filter):
             text = self.redact(str(exc))
             if text != str(exc):
                 record.exc_info = None
+                record.exc_text = None
                 record.msg = f"{record.msg} ({type(exc).__name__}: {text})"
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
         return True
 
 

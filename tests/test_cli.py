@@ -18,7 +18,7 @@ EXE = [sys.executable, "-m", "retailpulse.cli"]
 def test_help_lists_the_commands():
     out = subprocess.run([*EXE, "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0
-    for cmd in ("init", "run", "demo", "query", "sandbox", "airflow"):
+    for cmd in ("init", "run", "demo", "query", "sandbox", "airflow", "import-transactions", "docs", "erase"):
         assert cmd in out.stdout
 
 
