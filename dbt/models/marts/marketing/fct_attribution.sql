@@ -9,22 +9,49 @@ with rule_based as (
     from {{ ref('int_attribution__credits') }}
 ),
 
-data_driven as (
+-- The ML rows are joined to the current touchpoints of each order (the linear model's rows):
+-- only orders whose touch count is unchanged keep their data-driven credits, with customer,
+-- session and revenue taken from the current data, so identity merges, refunds and late GA4
+-- events between runs never leave stale rows behind.
+current_touches as (
+    select
+        order_id, touchpoint_index, customer_id, session_id, channel_group, source, medium, campaign, touched_at,
+        attributed_revenue / credit as order_revenue,
+        count(*) over (partition by order_id) as touch_count
+    from rule_based
+    where model = 'linear' and credit > 0
+),
+
+ml_rows as (
     select
         cast(order_id as {{ dbt.type_string() }}) as order_id,
-        cast(customer_id as {{ dbt.type_string() }}) as customer_id,
         cast(model as {{ dbt.type_string() }}) as model,
         cast(touchpoint_index as {{ dbt.type_bigint() }}) as touchpoint_index,
-        cast(session_id as {{ dbt.type_string() }}) as session_id,
-        cast(channel_group as {{ dbt.type_string() }}) as channel_group,
-        cast(source as {{ dbt.type_string() }}) as source,
-        cast(medium as {{ dbt.type_string() }}) as medium,
-        cast(campaign as {{ dbt.type_string() }}) as campaign,
-        cast(touched_at as timestamp) as touched_at,
         cast(credit as {{ type_double() }}) as credit,
-        cast(attributed_revenue as {{ type_double() }}) as attributed_revenue
+        count(*) over (partition by order_id, model) as ml_touch_count
     from {{ source('ml', 'fct_attribution_ml') }}
     where model not in (select distinct model from rule_based)
+),
+
+data_driven as (
+    select
+        ml_rows.order_id,
+        current_touches.customer_id,
+        ml_rows.model,
+        ml_rows.touchpoint_index,
+        current_touches.session_id,
+        current_touches.channel_group,
+        current_touches.source,
+        current_touches.medium,
+        current_touches.campaign,
+        current_touches.touched_at,
+        ml_rows.credit,
+        ml_rows.credit * current_touches.order_revenue as attributed_revenue
+    from ml_rows
+    inner join current_touches
+        on ml_rows.order_id = current_touches.order_id
+        and ml_rows.touchpoint_index = current_touches.touchpoint_index
+    where ml_rows.ml_touch_count = current_touches.touch_count
 ),
 
 unioned as (
