@@ -15,30 +15,12 @@ from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ingestion.connectors import SOURCES
+from retailpulse.dag_support import WAREHOUSE_POOL, default_args, task_settings
 
-WAREHOUSE_POOL = "retailpulse_warehouse"
 GOLD_ASSET = Asset("retailpulse://warehouse/gold")
 
 
-def _alert(context) -> None:  # on_failure_callback: a clear alert line beside the data
-    from retailpulse.pipeline import write_alert
-    from retailpulse.settings import load_settings
-
-    ti = context.get("task_instance")
-    err = context.get("exception")
-    write_alert(load_settings(), f"retailpulse_daily task {getattr(ti, 'task_id', '?')} failed "
-                                 f"for run {context.get('run_id')}: {type(err).__name__ if err else 'error'}: {err}")
-
-
-DEFAULTS = {
-    "owner": "retailpulse",
-    "retries": 2,
-    "retry_delay": dt.timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=10),
-    "execution_timeout": dt.timedelta(hours=2),
-    "on_failure_callback": _alert,
-}
+DEFAULTS = default_args("retailpulse_daily", timeout=dt.timedelta(hours=2))
 
 
 def _interval():
@@ -50,13 +32,7 @@ def _interval():
     return resolve_interval(ctx.get("data_interval_start"), ctx.get("data_interval_end"), conf)
 
 
-def _settings():
-    from retailpulse.logging_setup import install_redaction
-    from retailpulse.settings import load_settings
-
-    settings = load_settings()
-    install_redaction(settings)
-    return settings
+_settings = task_settings
 
 
 @dag(

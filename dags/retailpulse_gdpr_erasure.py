@@ -14,16 +14,11 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-WAREHOUSE_POOL = "retailpulse_warehouse"
+from retailpulse.dag_support import WAREHOUSE_POOL, default_args
 
-DEFAULTS = {
-    "owner": "retailpulse",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=15),
-    "execution_timeout": dt.timedelta(hours=2),
-}
+
+DEFAULTS = default_args("retailpulse_gdpr_erasure", timeout=dt.timedelta(hours=2),
+                        retry_delay=dt.timedelta(minutes=1))
 
 
 def _request() -> dict:

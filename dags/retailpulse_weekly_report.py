@@ -14,23 +14,11 @@ import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
 
-DEFAULTS = {
-    "owner": "retailpulse",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=15),
-    "execution_timeout": dt.timedelta(minutes=15),
-}
+from retailpulse.dag_support import default_args, task_settings
 
-
-def _settings():
-    from retailpulse.logging_setup import install_redaction
-    from retailpulse.settings import load_settings
-
-    settings = load_settings()
-    install_redaction(settings)
-    return settings
+DEFAULTS = default_args("retailpulse_weekly_report", timeout=dt.timedelta(minutes=15),
+                        retry_delay=dt.timedelta(minutes=2))
+_settings = task_settings
 
 
 def _week_end() -> str | None:

@@ -24,39 +24,17 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
+
+from retailpulse.dag_support import WAREHOUSE_POOL, default_args, task_settings
 from airflow.sdk.exceptions import AirflowSkipException
 
-WAREHOUSE_POOL = "retailpulse_warehouse"
 
 
-def _alert(context) -> None:  # on_failure_callback: a clear alert line beside the data
-    from retailpulse.pipeline import write_alert
-    from retailpulse.settings import load_settings
-
-    ti = context.get("task_instance")
-    err = context.get("exception")
-    write_alert(load_settings(), f"retailpulse_weekly_train task {getattr(ti, 'task_id', '?')} failed "
-                                 f"for run {context.get('run_id')}: {type(err).__name__ if err else 'error'}: {err}")
+DEFAULTS = default_args("retailpulse_weekly_train", timeout=dt.timedelta(hours=3),
+                        retry_delay=dt.timedelta(minutes=1))
 
 
-DEFAULTS = {
-    "owner": "retailpulse",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=15),
-    "execution_timeout": dt.timedelta(hours=3),
-    "on_failure_callback": _alert,
-}
-
-
-def _settings():
-    from retailpulse.logging_setup import install_redaction
-    from retailpulse.settings import load_settings
-
-    settings = load_settings()
-    install_redaction(settings)
-    return settings
+_settings = task_settings
 
 
 def _conf() -> dict:

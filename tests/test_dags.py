@@ -52,3 +52,24 @@ def test_daily_dag_shape(dagbag):
         assert f"load_{source}" in dag.get_task("dbt_build").upstream_task_ids
     assert dag.get_task("ml_score").upstream_task_ids == {"dbt_build"}
     assert dag.get_task("publish").upstream_task_ids == {"ml_score"}
+
+
+def test_failure_callback_writes_one_clear_alert_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from retailpulse.dag_support import failure_alert
+
+    monkeypatch.setenv("RETAILPULSE_DATA_DIR", str(tmp_path))
+    failure_alert("retailpulse_daily")({
+        "task_instance": SimpleNamespace(task_id="load_stripe"), "run_id": "manual__1",
+        "exception": RuntimeError("stripe.charges not loaded: expect_column_to_exist(currency) failed"),
+    })
+    lines = (tmp_path / "alerts.log").read_text().splitlines()
+    assert len(lines) == 1
+    assert "retailpulse_daily task load_stripe failed for run manual__1: RuntimeError: stripe.charges not loaded" in lines[0]
+
+
+def test_every_dag_alerts_on_failure(dagbag):
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            assert t.on_failure_callback, f"{dag.dag_id}.{t.task_id} has no failure alert"
