@@ -264,6 +264,7 @@ def empty_bronze_frame(spec: ObjectSpec) -> pd.DataFrame:
     frame, _, _ = records_to_frame([], spec)
     frame.insert(0, "_interval_key", pd.Series([], dtype="string"))
     frame["_batch_id"] = pd.Series([], dtype="string")
+    frame["_source"] = pd.Series([], dtype="string")
     frame["_interval_start"] = pd.Series([], dtype="datetime64[us, UTC]")
     frame["_interval_end"] = pd.Series([], dtype="datetime64[us, UTC]")
     frame["_extracted_at"] = pd.Series([], dtype="datetime64[us, UTC]")
@@ -308,11 +309,12 @@ def _recent_volume_map(wh: Warehouse, spec: ObjectSpec, intervals: list[Interval
     return out
 
 
-def _body(prepared: PreparedBatch, interval: Interval, now: dt.datetime) -> pd.DataFrame:
+def _body(prepared: PreparedBatch, interval: Interval, now: dt.datetime, source: str) -> pd.DataFrame:
     body = prepared.frame.copy()
     n = len(body)
     body.insert(0, "_interval_key", pd.Series([interval.key] * n, index=body.index, dtype="string"))
     body["_batch_id"] = pd.Series([prepared.batch_id] * n, index=body.index, dtype="string")
+    body["_source"] = pd.Series([source] * n, index=body.index, dtype="string")
     body["_interval_start"] = pd.Series([interval.start] * n, index=body.index, dtype="datetime64[us, UTC]")
     body["_interval_end"] = pd.Series([interval.end] * n, index=body.index, dtype="datetime64[us, UTC]")
     body["_extracted_at"] = pd.Series([pd.Timestamp(prepared.extracted_at)] * n, index=body.index,
@@ -366,7 +368,7 @@ def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: 
         audits.append({**asdict(report), "drift_columns": json.dumps(report.drift_columns),
                        "critical_failures": json.dumps(prepared.outcome.critical_failures), "loaded_at": now})
         if ok:
-            bodies.append(_body(prepared, interval, now))
+            bodies.append(_body(prepared, interval, now, spec.source))
             rejects.append(_rejects(spec, prepared, interval, now))
         else:
             refused.append((interval, prepared))

@@ -92,6 +92,9 @@ def test_loader_rejects_bad_rows_with_reasons_and_reconciles(settings):
     assert "expect_column_values_to_be_between(amount)" in rules["ch_00134"]
     assert rules["ch_00003"] == "duplicate_record"
     assert sum(1 for r in wh.query("select rule from bronze.rejected_records") if "not_be_null(id)" in r[0]) == 1
+    lineage = wh.query("select distinct _source, _batch_id is not null, _extracted_at is not null, "
+                       "_loaded_at is not null from bronze.stripe__charges")
+    assert lineage == [("stripe", True, True, True)]
     total = wh.scalar("select sum(amount) from bronze.stripe__charges")
     assert total == sum(1000 + i for i in range(40))
     # loading the same interval again replaces it: same bronze, same rejects
