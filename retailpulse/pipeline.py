@@ -94,11 +94,42 @@ def stage_ml(settings: Settings, interval: Interval) -> dict[str, Any]:
     return score_daily(settings, last_day)
 
 
+def refresh_data_health(settings: Settings) -> dict[str, int]:
+    """Publish the load audit into gold for the data-health page and the weekly report.
+
+    gold.data_health: one row per landed batch (counts, status, critical failures);
+    gold.data_health_rejections: rejected records per batch and rule. Aggregates only: the
+    rejected records themselves (raw source data with PII) stay in bronze.
+    """
+    wh = get_warehouse(settings)
+    gold, ops, bronze = (wh.schema_name(s) for s in ("gold", "ops", "bronze"))
+    if not wh.table_exists("ops", "load_audit"):
+        return {}
+    statements = [
+        f'drop table if exists "{gold}"."data_health"',
+        f'create table "{gold}"."data_health" as select source, object, interval_key, batch_id, status, '
+        f'extracted, loaded, rejected, duplicates, drift_columns, critical_failures, loaded_at '
+        f'from "{ops}"."load_audit"',
+        f'drop table if exists "{gold}"."data_health_rejections"',
+        f'create table "{gold}"."data_health_rejections" as select source, object, interval_key, rule, '
+        f'count(*) as rejected_records, max(rejected_at) as last_rejected_at '
+        f'from "{bronze}"."rejected_records" group by source, object, interval_key, rule',
+    ]
+    with wh.connect() as con:
+        wh._exec(con, f'create schema if not exists "{gold}"')
+        for sql in statements:
+            wh._exec(con, sql)
+    return {t: wh.row_count("gold", t) for t in ("data_health", "data_health_rejections")}
+
+
 def stage_publish(settings: Settings) -> dict[str, Any]:
-    """Copy gold into a read-only serving DuckDB file, swapped in atomically, plus Parquet (and, on
-    Postgres, refresh the BI role). See :mod:`retailpulse.publish`."""
+    """Publish the load audit into gold, then copy gold into a read-only serving DuckDB file,
+    swapped in atomically, plus Parquet (and, on Postgres, refresh the BI role). See
+    :mod:`retailpulse.publish`."""
     from retailpulse.publish import publish_gold
 
+    init_warehouse(settings)
+    refresh_data_health(settings)
     return publish_gold(settings)
 
 
