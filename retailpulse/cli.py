@@ -165,6 +165,7 @@ def _print_summary(settings: Settings, demo: bool = False) -> None:
     _print('  retailpulse query "select order_date, sum(net_revenue) from gold.fct_orders group by 1 order by 1 desc limit 7"')
     _print(f"  serving copy for BI tools: {settings.serving_path / 'retailpulse_serving.duckdb'}")
     _print("  make airflow   # the Airflow UI on http://127.0.0.1:8080 (login printed at start)")
+    _print("  make dashboard # the executive dashboard on http://127.0.0.1:8501; make api for the scores API")
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
