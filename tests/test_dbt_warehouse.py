@@ -159,9 +159,8 @@ def _pairs(sizes: pd.Series) -> float:
     return float((sizes * (sizes - 1) / 2).sum())
 
 
-def identity_precision_recall(built: Built) -> tuple[float, float, int]:
-    """Pairwise precision / recall of gold.customer_identity_map against truth_identity, over the
-    identifiers both know (anonymous identifiers count as singletons)."""
+def _identity_truth(built: Built) -> pd.DataFrame:
+    """truth_identity with e-mails hashed like the map, inner-joined to gold.customer_identity_map."""
     truth = read_truth(built.world, "identity")
     truth = truth[truth["person_id"].notna()].copy()
     emails = truth["source"] == "email"
@@ -171,17 +170,67 @@ def identity_precision_recall(built: Built) -> tuple[float, float, int]:
     ours = _df(built, "select identifier_key as key, customer_id from gold.customer_identity_map")
     j = truth.merge(ours, on="key", how="inner")
     j["cid"] = j["customer_id"].fillna("anon:" + j["key"])
+    return j
+
+
+def _never_authenticated_devices(built: Built) -> set[str]:
+    """GA4 devices whose events, as landed in bronze, carry no person-level signal at all: no
+    user_id (never logged in) and no purchase. Decided from the raw data, not from our models."""
+    devices = _df(built, """
+        select user_pseudo_id
+        from bronze.ga4__events
+        where user_pseudo_id is not null
+        group by user_pseudo_id
+        having count(user_id) = 0
+            and sum(case when event_name = 'purchase' then 1 else 0 end) = 0
+    """)
+    return set("ga4_user_pseudo_id:" + devices["user_pseudo_id"].astype(str))
+
+
+def _precision_recall(j: pd.DataFrame) -> tuple[float, float]:
     tp = _pairs(j.groupby(["person_id", "cid"]).size())
     predicted = _pairs(j.groupby("cid").size())
     actual = _pairs(j.groupby("person_id").size())
-    return tp / predicted, tp / actual, len(j)
+    return tp / predicted, tp / actual
+
+
+def identity_precision_recall(built: Built) -> dict[str, float]:
+    """Pairwise precision / recall of gold.customer_identity_map against truth_identity.
+
+    Two scopes, both over the identifiers the truth and the map share:
+    - ``linkable``: every identifier except GA4 devices that never logged in nor bought. Such a
+      device holds no person-level signal in any source (only a cookie id and page views), so
+      no resolver can place it; the issue's target (>= 0.99 each) is measured here;
+    - ``all``: every identifier, those devices included (each counted as its own singleton),
+      reported and guarded against regression.
+    """
+    j = _identity_truth(built)
+    anonymous = j["key"].isin(_never_authenticated_devices(built))
+    p_link, r_link = _precision_recall(j[~anonymous])
+    p_all, r_all = _precision_recall(j)
+    return {"precision": p_link, "recall": r_link, "n": float((~anonymous).sum()),
+            "precision_all": p_all, "recall_all": r_all, "n_all": float(len(j)),
+            "anonymous_devices": float(anonymous.sum()),
+            "anonymous_devices_resolved": float(j.loc[anonymous, "customer_id"].notna().sum()),
+            "authenticated_devices_unresolved": float(
+                ((j["source"] == "ga4_user_pseudo_id") & ~anonymous & j["customer_id"].isna()).sum())}
 
 
 def test_identity_resolution_precision_and_recall(built: Built):
-    precision, recall, n = identity_precision_recall(built)
-    print(f"\nidentity resolution over {n} identifiers: precision {precision:.4f}, recall {recall:.4f}")
-    assert precision >= 0.98
-    assert recall >= 0.90
+    m = identity_precision_recall(built)
+    print(f"\nidentity resolution over {m['n']:.0f} linkable identifiers: precision {m['precision']:.4f}, "
+          f"recall {m['recall']:.4f}; over all {m['n_all']:.0f} (incl. {m['anonymous_devices']:.0f} "
+          f"never-authenticated devices): precision {m['precision_all']:.4f}, recall {m['recall_all']:.4f}")
+    # the issue's bar, over identifiers that carry any person-level signal
+    assert m["precision"] >= 0.99, m
+    assert m["recall"] >= 0.99, m
+    # devices: every one that logged in or bought is resolved; none without a signal is guessed
+    assert m["authenticated_devices_unresolved"] == 0, m
+    assert m["anonymous_devices_resolved"] == 0, m
+    assert m["anonymous_devices"] > 0  # the world does contain anonymous devices
+    # all identifiers, anonymous devices as singletons: precision unchanged, recall bounded by them
+    assert m["precision_all"] >= 0.99, m
+    assert m["recall_all"] >= 0.90, m
 
 
 def test_identity_map_covers_every_source_identifier(built: Built):

@@ -3,6 +3,8 @@
 --                                    sub-address is removed (jane.doe+shop@ = jane.doe@)
 --   phone_and_name (0.97)            the same normalised phone (phone or mobile) and the same
 --                                    first and last name
+--   phone_and_full_name (0.95)      the same phone and the same whole name once spaces are
+--                                    ignored (a name typed into one field: "CharlotteBecker")
 --   phone_and_similar_name (0.90)    the same phone, first and last name each within one edit
 --                                    (typos, swapped letters)
 -- One row per pair of components (smallest label first) with its best rule.
@@ -17,11 +19,11 @@ with records as (
 ),
 
 phones as (
-    select exact_label, node_id, phone_normalized as phone, first_name_norm, last_name_norm
+    select exact_label, node_id, phone_normalized as phone, first_name_norm, last_name_norm, full_name_norm
     from records
     where phone_normalized like '+%' and length(phone_normalized) >= 9
     union
-    select exact_label, node_id, mobile_normalized, first_name_norm, last_name_norm
+    select exact_label, node_id, mobile_normalized, first_name_norm, last_name_norm, full_name_norm
     from records
     where mobile_normalized like '+%' and length(mobile_normalized) >= 9
 ),
@@ -40,10 +42,12 @@ phone_pairs as (
         case
             when a.first_name_norm = b.first_name_norm and a.last_name_norm = b.last_name_norm
                 then 'phone_and_name'
+            when a.full_name_norm = b.full_name_norm then 'phone_and_full_name'
             else 'phone_and_similar_name'
         end as match_rule,
         case
             when a.first_name_norm = b.first_name_norm and a.last_name_norm = b.last_name_norm then 0.97
+            when a.full_name_norm = b.full_name_norm then 0.95
             else 0.90
         end as match_confidence
     from phones as a
@@ -51,10 +55,16 @@ phone_pairs as (
         on a.phone = b.phone
         and a.exact_label < b.exact_label
     where a.phone in (select phone from usable_phones)
-        and a.first_name_norm is not null and b.first_name_norm is not null
-        and a.last_name_norm is not null and b.last_name_norm is not null
-        and {{ edit_distance('a.first_name_norm', 'b.first_name_norm') }} <= 1
-        and {{ edit_distance('a.last_name_norm', 'b.last_name_norm') }} <= 1
+        and (
+            (
+                a.first_name_norm is not null and b.first_name_norm is not null
+                and a.last_name_norm is not null and b.last_name_norm is not null
+                and {{ edit_distance('a.first_name_norm', 'b.first_name_norm') }} <= 1
+                and {{ edit_distance('a.last_name_norm', 'b.last_name_norm') }} <= 1
+            )
+            -- a whole name of at least two words' worth of letters, equal once spaces are ignored
+            or (a.full_name_norm = b.full_name_norm and length(a.full_name_norm) >= 6)
+        )
 ),
 
 emails as (

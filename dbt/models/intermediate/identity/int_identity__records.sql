@@ -140,6 +140,8 @@ normalised as (
         nullif(trim(last_name), '') as last_name,
         {{ normalize_name('first_name') }} as first_name_norm,
         {{ normalize_name('last_name') }} as last_name_norm,
+        -- the whole name without separators ("CharlotteBecker" = "Charlotte Becker")
+        {{ normalize_name("coalesce(first_name, '') || coalesce(last_name, '')") }} as full_name_norm,
         coalesce(country_code, upper(nullif(trim(country_raw), ''))) as country_code,
         is_email_opted_out,
         lead_source,
