@@ -89,6 +89,7 @@ from ml.clv import CLVModel, InsufficientDataError, ModelFitError
 from ml.evaluation import qualifies, run_task
 from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
 from ml.scoring import CUSTOMER_SCORES_COLUMNS, build_customer_scores
+from ml.segments import PROFILE_COLUMNS, SEGMENT_COLUMNS, SegmentationError, segment_customers, segment_tables
 from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features
 from retailpulse.settings import Settings
 from retailpulse.warehouse import Warehouse, get_warehouse, ident
@@ -110,8 +111,9 @@ FCT_ATTRIBUTION_COLUMNS: tuple[str, ...] = (
     "campaign", "touched_at", "credit", "attributed_revenue",
 )
 
-# logical column types of the tables this module writes (customer_scores and fct_attribution_ml
-# match dbt/models/marts/_ml__sources.yml, which the dbt on-run-start hook creates)
+# logical column types of the tables this module writes (customer_scores, fct_attribution_ml,
+# customer_segments and segment_profiles match dbt/models/marts/_ml__sources.yml, which the dbt
+# on-run-start hook creates)
 TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "customer_scores": (
         ("customer_id", "text"), ("as_of_date", "date"), ("model_version", "text"), ("p_alive", "double"),
@@ -123,6 +125,20 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("order_id", "text"), ("customer_id", "text"), ("model", "text"), ("touchpoint_index", "bigint"),
         ("session_id", "text"), ("channel_group", "text"), ("source", "text"), ("medium", "text"),
         ("campaign", "text"), ("touched_at", "timestamp"), ("credit", "double"), ("attributed_revenue", "double"),
+    ),
+    "customer_segments": (
+        ("customer_id", "text"), ("as_of_date", "date"), ("segmentation_version", "text"), ("segment_id", "bigint"),
+        ("segment_name", "text"),
+    ),
+    "segment_profiles": (
+        ("as_of_date", "date"), ("segmentation_version", "text"), ("segment_id", "bigint"), ("segment_name", "text"),
+        ("customers", "bigint"), ("customer_share", "double"), ("share_one_time_buyers", "double"),
+        ("mean_days_since_last_purchase", "double"), ("mean_repeat_purchase_days", "double"),
+        ("mean_orders", "double"), ("mean_avg_order_value", "double"), ("mean_total_spend", "double"),
+        ("mean_tenure_days", "double"), ("mean_sessions_last_90d", "double"), ("mean_share_sessions_paid", "double"),
+        ("mean_funnel_depth_90d", "double"), ("mean_support_cases", "double"), ("mean_refund_share", "double"),
+        ("mean_p_alive", "double"), ("mean_churn_probability", "double"), ("mean_predicted_clv_12m", "double"),
+        ("k", "bigint"), ("silhouette", "double"), ("features_json", "text"),
     ),
     "ml_model_runs": (
         ("run_id", "text"), ("model_name", "text"), ("model_version", "text"), ("trained_at", "timestamp"),
@@ -342,8 +358,10 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     """Behaviour features as of ``as_of`` (inclusive) for every customer with a paid order by then.
 
     Columns ``customer_id`` + :data:`BEHAVIOR_FEATURES` (float).  Windows are the days
-    ``(as_of - w, as_of]``.  A source table that does not exist (yet) leaves its columns NULL;
-    a customer without rows in an existing source gets 0 counts and NULL "days since".
+    ``(as_of - w, as_of]``.  A source table that does not exist (yet), or has no row on or
+    before ``as_of`` (a source that is not connected, e.g. an imported transaction log without
+    web or CRM data), leaves its columns NULL -- unknown, never a faked 0; a customer without
+    rows in a source that has data gets 0 counts and NULL "days since".
 
     gold.fct_sessions: ``sessions_total``, ``sessions_last_30d``, ``sessions_last_90d``,
     ``days_since_last_session``, ``days_since_first_session`` (tenure as a visitor),
@@ -354,8 +372,11 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     gold.fct_support_cases: ``support_cases_total``, ``support_cases_last_90d``,
     ``support_cases_open`` (open at ``as_of``), ``support_cases_escalated``.
     gold.fct_orders: ``failed_payments`` (orders never paid), ``refunded_orders`` and
-    ``refund_share`` (refunded / gross revenue of the paid orders; refunds as known now).
-    gold.dim_customers: ``is_email_opted_out`` (consent as known now).
+    ``refund_share`` (refunded / gross revenue of the paid orders; refunds as known now), over
+    the orders of a payment source (``order_source`` other than ``import``; NULL for customers
+    with imported orders only).
+    gold.dim_customers: ``is_email_opted_out`` (consent as known now; NULL for customers
+    without a CRM contact when ``has_crm_contact`` exists).
     """
     wh = get_warehouse(settings)
     catalog = _require_orders(wh)
@@ -380,8 +401,12 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
             out[c] = col.fillna(0.0) if (c in zero and c in values.columns) else col
 
     # sessions
+    def has_rows(table: str, day_col: str) -> bool:
+        return wh.scalar(f"select count(*) from (select 1 from {_tbl(wh, table)} "
+                         f"where cast({day_col} as date) <= {_lit(day)} limit 1) as any_row") > 0
+
     scols = catalog.get("fct_sessions", set())
-    if {"customer_id", "started_at"} <= scols:
+    if {"customer_id", "started_at"} <= scols and has_rows("fct_sessions", "started_at"):
         sday = "cast(started_at as date)"
         recent = f"{sday} > {d90}"
 
@@ -427,7 +452,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
 
     # support cases
     ccols = catalog.get("fct_support_cases", set())
-    if {"customer_id", "created_at"} <= ccols:
+    if {"customer_id", "created_at"} <= ccols and has_rows("fct_support_cases", "created_at"):
         cday = "cast(created_at as date)"
         exprs = ["count(*) as support_cases_total",
                  f"sum(case when {cday} > {d90} then 1 else 0 end) as support_cases_last_90d"]
@@ -454,22 +479,27 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
             "sum(case when is_paid then cast(refunded_revenue as double precision) else 0 end) "
             "/ nullif(sum(case when is_paid then cast(gross_revenue as double precision) else 0 end), 0) as refund_share",
         ]
+    # imported transaction logs record neither payment attempts nor refunds: only orders of a
+    # payment source count, and a customer without any keeps NULL (unknown, not "none")
+    payments = "order_source <> 'import'" if "order_source" in ocols else "1 = 1"
     block = wh.query_df(
         f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
         f"from {_tbl(wh, 'fct_orders')} where customer_id is not null and cast(ordered_at as date) <= {_lit(day)} "
-        "group by cast(customer_id as varchar)"
+        f"and {payments} group by cast(customer_id as varchar)"
     )
-    merge(block, ORDER_FEATURES, ("failed_payments", "refunded_orders"))
+    merge(block, ORDER_FEATURES, ())
 
     # consent
     dcols = catalog.get("dim_customers", set())
     if {"customer_id", "is_email_opted_out"} <= dcols:
+        # consent is known for customers with a CRM contact (dim_customers defaults it to false)
+        known = "has_crm_contact" if "has_crm_contact" in dcols else "1 = 1"
         block = wh.query_df(
             "select cast(customer_id as varchar) as customer_id, "
-            "max(case when is_email_opted_out then 1 else 0 end) as is_email_opted_out "
+            f"max(case when {known} then (case when is_email_opted_out then 1 else 0 end) end) as is_email_opted_out "
             f"from {_tbl(wh, 'dim_customers')} where customer_id is not null group by cast(customer_id as varchar)"
         )
-        merge(block, CONSENT_FEATURES, CONSENT_FEATURES)
+        merge(block, CONSENT_FEATURES, ())
     return out
 
 
@@ -972,14 +1002,20 @@ def score_daily(
             if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
                 raise MLJobError("training produced no champion; see gold.ml_model_runs")
     scores: pd.DataFrame | None = None
+    segments: pd.DataFrame | None = None
+    profiles: pd.DataFrame | None = None
+    seg_summary: dict[str, Any] = {"skipped": True, "reason": "no scores"}
     version: str | None = None
     if pointer is not None:
         version = str(pointer["model_version"])
         if str(pointer.get("as_of", "")) > day.isoformat():
             warnings.append(f"champion {version} was trained on data up to {pointer['as_of']}, after {day}")
-        scores = _score(settings, day, pointer, model_dir)
-        if scores is None:
+        scored_frame = _score(settings, day, pointer, model_dir)
+        if scored_frame is None:
             skipped = f"gold.fct_orders has no paid orders on or before {day}: nothing to score"
+        else:
+            scores, features = scored_frame
+            segments, profiles, seg_summary = _segments(features, scores, day, int(pointer["horizon_days"]))
 
     attr_frame, attr_summary = (attribution_from_gold(settings) if attribution else (None, {"skipped": True}))
     if scores is not None or attr_frame is not None:
@@ -988,6 +1024,11 @@ def score_daily(
             if scores is not None:
                 wh.replace_rows("gold", "customer_scores", scores,
                                 where={"as_of_date": day, "model_version": version}, con=con)
+                # one segmentation per date: re-scoring the date replaces it (or removes it when it failed)
+                for table, rows, cols in (("customer_segments", segments, SEGMENT_COLUMNS),
+                                          ("segment_profiles", profiles, PROFILE_COLUMNS)):
+                    rows = rows if rows is not None else pd.DataFrame({c: [] for c in cols})
+                    wh.replace_rows("gold", table, rows, where={"as_of_date": day}, con=con)
             if attr_frame is not None:
                 wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
     dbt_summary: dict[str, Any] = {"skipped": True}
@@ -999,6 +1040,7 @@ def score_daily(
         "trained": trained is not None,
         "customers_scored": 0 if scores is None else int(len(scores)),
         "scores": {"skipped": True, "reason": skipped} if scores is None else _scores_summary(scores),
+        "segments": seg_summary,
         "attribution": attr_summary,
         "dbt": dbt_summary,
         "warnings": warnings,
@@ -1010,20 +1052,20 @@ def score_daily(
     return to_jsonable(summary)
 
 
-def _score(settings: Settings, day: dt.date, pointer: Mapping[str, Any], model_dir: Any) -> pd.DataFrame | None:
-    """gold.customer_scores rows as of ``day`` with the champion models (None without customers)."""
+def _score(
+    settings: Settings, day: dt.date, pointer: Mapping[str, Any], model_dir: Any
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(gold.customer_scores rows as of ``day`` with the champion models, the feature frame
+    with every behaviour feature) -- None without customers."""
     clv_model, churn_model = _load_serving_models(settings, pointer, model_dir)
     tx = transactions_from_gold(settings, day)
     if tx.empty:
         return None
-    extra_names = [c for c in churn_model.feature_names if c not in FEATURE_COLUMNS]
-    extra = behavior_features_from_gold(settings, day) if extra_names else None
-    if extra is not None:
-        extra = extra[["customer_id", *[c for c in extra_names if c in extra.columns]]]
+    behaviour = behavior_features_from_gold(settings, day)
     feats, _ = build_features(
         tx, day, horizon_days=int(pointer["horizon_days"]), clv_model=clv_model,
         monthly_discount_rate=float(pointer.get("monthly_discount_rate", MONTHLY_DISCOUNT_RATE)),
-        extra_features=extra,
+        extra_features=behaviour,
     )
     for c in churn_model.feature_names:
         if c not in feats.columns:
@@ -1036,7 +1078,34 @@ def _score(settings: Settings, day: dt.date, pointer: Mapping[str, Any], model_d
     scores["customer_id"] = scores["customer_id"].astype(str)
     for c in ("p_alive", "churn_probability", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"):
         scores[c] = scores[c].astype("float64")
-    return scores[list(CUSTOMER_SCORES_COLUMNS)]
+    return scores[list(CUSTOMER_SCORES_COLUMNS)], feats
+
+
+def _segments(
+    features: pd.DataFrame, scores: pd.DataFrame, day: dt.date, horizon_days: int
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict[str, Any]]:
+    """Behavioural segments of the scored customers (:mod:`ml.segments`): rows for
+    gold.customer_segments and gold.segment_profiles, and a summary (skipped, with the reason,
+    when there are too few customers or features)."""
+    frame = features.drop(columns=[c for c in ("p_alive", "predicted_clv_12m") if c in features.columns])
+    frame = frame.assign(customer_id=frame["customer_id"].astype(str)).merge(
+        scores[["customer_id", "p_alive", "churn_probability", "predicted_clv_12m"]], on="customer_id",
+        how="inner", validate="one_to_one")
+    try:
+        seg = segment_customers(frame, horizon_days=horizon_days)
+    except SegmentationError as exc:
+        log.warning("behavioural segments skipped: %s", exc)
+        return None, None, {"skipped": True, "reason": str(exc)}
+    segments, profiles = segment_tables(seg, day)
+    summary = {
+        "version": seg.version, "k": seg.k, "silhouette": round(seg.silhouette, 4),
+        "silhouette_by_k": {str(k): round(v, 4) for k, v in seg.silhouette_by_k.items()},
+        "features": seg.features, "dropped_features": seg.dropped_features,
+        "segments": {str(r.segment_id): {"name": r.segment_name, "customers": int(r.customers)}
+                     for r in profiles.itertuples()},
+        "warnings": seg.warnings,
+    }
+    return segments, profiles[list(PROFILE_COLUMNS)], summary
 
 
 def _scores_summary(scores: pd.DataFrame) -> dict[str, Any]:

@@ -28,7 +28,7 @@ the horizon (default 90 days):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +113,13 @@ def run_ml(
         raise ValueError(
             f"extra features differ between feature dates: {train_bt.feature_names} vs {holdout.feature_names}"
         )
+    # an extra feature without a single value at either feature date (its source is not there, e.g.
+    # a bare transaction log has no web or CRM data) is left out rather than learned as "missing"
+    absent = [c for c in holdout.feature_names if c not in FEATURE_COLUMNS
+              and (train_bt.frame[c].isna().all() or holdout.frame[c].isna().all())]
+    if absent:
+        kept = tuple(c for c in holdout.feature_names if c not in absent)
+        train_bt, holdout = replace(train_bt, feature_names=kept), replace(holdout, feature_names=kept)
     names = holdout.feature_names
     churn_bt = train_churn_model(train_bt.X, train_bt.churned, config=cfg, horizon_days=h, feature_names=names)
     reg_bt = train_clv_regressor(train_bt.X, train_bt.future_spend, config=cfg, horizon_days=h, feature_names=names)
@@ -190,6 +197,8 @@ def run_ml(
     records = mark_champions(records)
     champions = {r["model_name"]: r["is_champion"] for r in records}
     warnings = []
+    if absent:
+        warnings.append(f"extra features without any value, left out: {absent}")
     if not champions[CHURN_MODEL]:
         warnings.append(
             f"{CHURN_MODEL} did not beat its baseline on the holdout "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +346,11 @@ def test_rescoring_replaces_the_date_and_other_dates_add_history(env, gold_table
     settings = env["settings"]
     wh = get_warehouse(settings)
     count, credits = wh.row_count("gold", "customer_scores"), wh.row_count("gold", "fct_attribution_ml")
+    segs, profiles = wh.row_count("gold", "customer_segments"), wh.row_count("gold", "segment_profiles")
+    assert segs == count and profiles >= 3
     jobs.score_daily(settings, END, rebuild_marts=False)
     assert wh.row_count("gold", "customer_scores") == count
+    assert (wh.row_count("gold", "customer_segments"), wh.row_count("gold", "segment_profiles")) == (segs, profiles)
     assert wh.row_count("gold", "fct_attribution_ml") == credits  # the ML credits are replaced, not appended
     earlier = jobs.score_daily(settings, EARLIER, rebuild_marts=False, attribution=False)
     orders = gold_tables["fct_orders"]
@@ -354,6 +358,42 @@ def test_rescoring_replaces_the_date_and_other_dates_add_history(env, gold_table
     assert earlier["customers_scored"] == n_earlier
     per_date = _gold(settings, "select as_of_date, count(*) as n from gold.customer_scores group by 1 order by 1")
     assert per_date["as_of_date"].tolist() == [EARLIER, END] and per_date["n"].tolist() == [n_earlier, count]
+    seg_dates = _gold(settings, "select as_of_date, count(*) as n from gold.customer_segments group by 1 order by 1")
+    assert seg_dates["n"].tolist() == [n_earlier, count]
+
+
+def test_behavioural_segments_separate_the_worlds_customers(env, small_world, truth):
+    """Every scored customer gets one segment; profiles are readable and add up; the most valuable
+    segment holds people with a higher latent purchase rate (world truth) than the least valuable."""
+    from sandbox.world import World
+
+    settings = env["settings"]
+    seg_summary = env["scored"]["segments"]
+    scores = _gold(settings, f"select customer_id from gold.customer_scores where as_of_date = date '{END}'")
+    segs = _gold(settings, f"select * from gold.customer_segments where as_of_date = date '{END}'")
+    prof = _gold(settings, f"select * from gold.segment_profiles where as_of_date = date '{END}' order by segment_id")
+    assert segs["customer_id"].is_unique and set(segs["customer_id"]) == set(scores["customer_id"])
+    k = seg_summary["k"]
+    assert 3 <= k <= 8 and prof["segment_id"].tolist() == list(range(1, k + 1))
+    assert prof["customers"].sum() == len(segs) and (prof["customers"] > 0).all()
+    assert segs.groupby("segment_id").size().tolist() == prof["customers"].tolist()
+    assert prof["segment_name"].is_unique
+    assert all(re.match(r"^(active|lapsing|lapsed) (one-time|occasional|repeat|frequent) ", n) for n in prof["segment_name"])
+    # engagement features from gold took part
+    assert {"sessions_last_90d", "support_cases_total"} <= set(seg_summary["features"])
+    assert prof["mean_sessions_last_90d"].notna().all()
+    assert prof["mean_predicted_clv_12m"].is_monotonic_decreasing
+    people = World.load(small_world).truth("people").to_pandas()
+    frame = segs.merge(people, left_on="customer_id", right_on="person_id").merge(truth, on="person_id")
+    assert len(frame) == len(segs)
+    by_segment = frame.groupby("segment_id")[["purchase_rate", "revenue_next_365d_usd"]].mean()
+    print("\nsegments:", prof[["segment_id", "segment_name", "customers"]].to_dict("records"),
+          "\ntruth by segment:", by_segment.round(4).to_dict("index"))
+    best, rest = by_segment.iloc[0], by_segment.iloc[1:]
+    assert best["purchase_rate"] > 1.25 * rest["purchase_rate"].max()
+    assert best["revenue_next_365d_usd"] > 2 * rest["revenue_next_365d_usd"].max()
+    # and the segments differ: the latent purchase rate spreads by at least 1.5x across them
+    assert by_segment["purchase_rate"].max() > 1.5 * by_segment["purchase_rate"].min()
 
 
 def test_clv_and_churn_against_the_worlds_truth(env, truth):
