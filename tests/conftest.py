@@ -138,6 +138,17 @@ def sandbox_server(small_world: Path, tmp_path_factory):
 # --- end sandbox world + mock APIs ----------------------------------------------------------
 
 
+# --- dbt warehouse on the small world (owner: dbt) ----------------------------------------
+@pytest.fixture(scope="session")
+def built(small_world: Path, tmp_path_factory):
+    """The small world's bronze built by dbt on DuckDB, once per session (tests/dbt_fixtures.py);
+    shared by the dbt warehouse tests and the DuckDB-vs-Postgres comparison."""
+    from tests.dbt_fixtures import build_small_world_warehouse
+
+    return build_small_world_warehouse(small_world, tmp_path_factory.mktemp("dbt_wh"))
+# --- end dbt warehouse --------------------------------------------------------------------
+
+
 # --- consumption: dashboard, scores API, weekly report (owner: consumption) -----------------
 CONSUMPTION_API_TOKEN = "test-api-token-7f3a9c"
 

@@ -9,18 +9,13 @@ table with what the incremental path produced.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
-from tests.dbt_fixtures import IMPORTED_NET_REPORTING, WorldBronze, load_bronze, read_truth, release_dbt_duckdb
+from tests.dbt_fixtures import IMPORTED_NET_REPORTING, Built, read_truth, release_dbt_duckdb
 
 FX = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 # gold table -> its primary key
@@ -31,49 +26,6 @@ GOLD_COMPARED = {
     "funnel_daily": "funnel_day_id", "kpi_daily": "date_day", "customer_rfm": "customer_id",
     "cohort_retention_monthly": "cohort_month_id", "fct_support_cases": "case_id",
 }
-
-
-@dataclass
-class Built:
-    settings: object
-    world: Path
-    bronze: WorldBronze
-    summary: dict
-    seconds: dict
-
-
-def _settings(tmp: Path, **overrides):
-    from retailpulse.settings import Settings
-
-    base = dict(home=REPO, data_dir=tmp / "data", warehouse_path=tmp / "warehouse" / "retailpulse.duckdb",
-                serving_dir=tmp / "warehouse" / "serving", target="duckdb", dbt_threads=4, _env_file=None)
-    base.update(overrides)
-    return Settings(**base)
-
-
-@pytest.fixture(scope="session")
-def built(small_world: Path, tmp_path_factory) -> Built:
-    from retailpulse.dbt_runner import run_dbt
-    from retailpulse.pipeline import stage_dbt
-
-    seconds: dict[str, float] = {}
-    t = time.monotonic()
-    settings = _settings(tmp_path_factory.mktemp("dbt_wh"))
-    bronze = WorldBronze.cached(small_world)
-    seconds["bronze_frames"] = time.monotonic() - t
-    # day T-6: first load and a full run of the incremental GA4 models
-    t = time.monotonic()
-    load_bronze(settings, small_world, frames=bronze.as_of(bronze.end - dt.timedelta(days=6)))
-    run_dbt(settings, ["run", "--select", "+int_ga4__sessions"])
-    release_dbt_duckdb()
-    seconds["first_run"] = time.monotonic() - t
-    # day T: late GA4 events of earlier days arrive; incremental build of everything + all tests
-    t = time.monotonic()
-    load_bronze(settings, small_world, frames=bronze.as_of(bronze.end))
-    summary = stage_dbt(settings)
-    release_dbt_duckdb()
-    seconds["build"] = time.monotonic() - t
-    return Built(settings, small_world, bronze, summary, seconds)
 
 
 def _df(built: Built, sql: str) -> pd.DataFrame:
