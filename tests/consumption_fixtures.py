@@ -451,7 +451,7 @@ DERIVED_SQL = {
             coalesce(s.sessions, 0) as sessions, r.recency_days, r.recency_score, r.frequency_score, r.monetary_score,
             r.rfm_cell, r.rfm_segment, sc.as_of_date as scores_as_of_date, sc.model_version as scores_model_version,
             sc.p_alive, sc.churn_probability, sc.expected_purchases_90d, sc.expected_purchases_365d, sc.predicted_clv_12m,
-            sc.value_tier, sc.churn_risk_band, 'USD' as reporting_currency
+            sc.value_tier, sc.churn_risk_band, cast(null as varchar) as behavioural_segment, 'USD' as reporting_currency
         from _people p left join o using (customer_id) left join s using (customer_id)
         left join customer_rfm r using (customer_id) left join sc using (customer_id)""",
 }

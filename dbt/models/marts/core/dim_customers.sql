@@ -1,6 +1,6 @@
 -- One row per resolved person (customer_id): first/last seen, acquisition channel and
 -- campaign, orders, revenue, AOV, RFM, hashed e-mail, country, consent and the latest ML
--- scores. No raw e-mail, name or phone (those stay in silver: int_customers__golden).
+-- scores and behavioural segment. No raw e-mail, name or phone (those stay in silver: int_customers__golden).
 with identity as (
     select customer_id, min(first_seen_at) as first_identified_at, count(*) as identifiers
     from {{ ref('int_identity__resolved') }}
@@ -68,6 +68,17 @@ scores as (
         from {{ source('ml', 'customer_scores') }} as customer_scores
     ) as ranked
     where score_rank = 1
+),
+
+segments as (
+    select *
+    from (
+        select
+            customer_segments.*,
+            row_number() over (partition by customer_id order by as_of_date desc) as segment_rank
+        from {{ source('ml', 'customer_segments') }} as customer_segments
+    ) as ranked
+    where segment_rank = 1
 )
 
 select
@@ -123,6 +134,7 @@ select
     scores.predicted_clv_12m,
     scores.value_tier,
     scores.churn_risk_band,
+    segments.segment_name as behavioural_segment,
     '{{ var("reporting_currency") }}' as reporting_currency
 from identity
 left join golden on identity.customer_id = golden.customer_id
@@ -131,3 +143,4 @@ left join session_stats on identity.customer_id = session_stats.customer_id
 left join first_sessions on identity.customer_id = first_sessions.customer_id
 left join rfm on identity.customer_id = rfm.customer_id
 left join scores on identity.customer_id = scores.customer_id
+left join segments on identity.customer_id = segments.customer_id
