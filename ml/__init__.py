@@ -10,10 +10,13 @@ Modules (only :mod:`ml.artifacts` touches the file system, only :mod:`ml.jobs` t
 - :mod:`ml.evaluation`  CLV and churn metrics, naive baselines, the champion rule.
 - :mod:`ml.attribution` exact first-order Markov removal effects, Shapley values, per-order credits.
 - :mod:`ml.scoring`     rows for gold.customer_scores and gold.ml_model_runs.
+- :mod:`ml.segments`    behavioural segments: k-means on scaled RFM + engagement, k by silhouette,
+                        readable names and profiles (gold.customer_segments, gold.segment_profiles).
 - :mod:`ml.pipeline`    one call: backtest, train, score (``run_ml``).
 - :mod:`ml.artifacts`   save/load model artifacts with metadata.
 - :mod:`ml.synthetic`   BG/NBD + Gamma-Gamma simulator with known parameters (tests, benchmarks).
 - :mod:`ml.jobs`        the warehouse integration: features from gold (RFM in SQL), weekly training
                         with gold.ml_model_runs and champion.json, daily scoring into
-                        gold.customer_scores and gold.fct_attribution_ml.
+                        gold.customer_scores, gold.customer_segments, gold.segment_profiles and
+                        gold.fct_attribution_ml.
 """

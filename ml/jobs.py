@@ -48,6 +48,10 @@ Outputs (gold)
     :data:`ml.scoring.CUSTOMER_SCORES_COLUMNS`).  Re-scoring a date with the same models
     replaces that date's rows; other dates are kept (history).  Every customer with a paid order
     on or before the date is scored.
+``customer_segments`` / ``segment_profiles``  the behavioural segment of every scored customer and
+    one profile row per segment (:mod:`ml.segments`), per as_of_date; re-scoring a date replaces
+    them (one segmentation per date; skipped with the reason in the summary when there are too
+    few customers or features).
 ``fct_attribution_ml``  order x touchpoint x model (``markov``, ``shapley``) in the columns of
     ``gold.fct_attribution``; credits of every order and model sum to 1.  Replaced as a whole on
     every scoring run: it always covers every converting order in gold.
@@ -974,6 +978,9 @@ def score_daily(
        BG/NBD + Gamma-Gamma parameters, churn_probability from its calibrated classifier, tiers
        and bands by :mod:`ml.scoring`'s rules.
     3. gold.customer_scores: replace the rows of (``as_of``, model_version); other dates stay.
+       gold.customer_segments / gold.segment_profiles: the behavioural segments of the scored
+       customers (:func:`ml.segments.segment_customers` on the RFM, tenure and behaviour
+       features), replacing the date's rows.
     4. With ``attribution``: gold.fct_attribution_ml replaced by :func:`attribution_from_gold`
        (same transaction as the scores).
     5. With ``rebuild_marts``: ``dbt build`` of the marts that read these tables
