@@ -91,6 +91,7 @@ from ml.artifacts import load_artifact, save_artifact, to_jsonable
 from ml.attribution import attribution_diagnostics, markov_attribution, order_credits, shapley_attribution
 from ml.clv import CLVModel, InsufficientDataError, ModelFitError
 from ml.evaluation import qualifies, run_task
+from ml.holdout import HOLDOUT_DECILE_COLUMNS, holdout_deciles
 from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
 from ml.scoring import CUSTOMER_SCORES_COLUMNS, build_customer_scores
 from ml.segments import PROFILE_COLUMNS, SEGMENT_COLUMNS, SegmentationError, segment_customers, segment_tables
@@ -837,6 +838,7 @@ def train_models(
     with wh.connect() as con:
         for i in range(len(runs)):
             wh.replace_rows("gold", "ml_model_runs", runs.iloc[[i]], where={"run_id": runs["run_id"].iloc[i]}, con=con)
+        _record_holdout_deciles(wh, con, result.holdout_predictions, training_id, day, h)
     records = result.model_runs.to_dict("records")
     serving_ok = {r["model_name"]: bool(qualifies(r)) for r in records if r["model_name"] in SERVING_MODELS}
     summary: dict[str, Any] = {
@@ -868,6 +870,17 @@ def train_models(
     summary["seconds"] = round(time.monotonic() - began, 1)
     log.info("trained %s as of %s in %.1fs", training_id, day, summary["seconds"])
     return to_jsonable(summary)
+
+
+def _record_holdout_deciles(wh: Warehouse, con: Any, holdout_predictions: pd.DataFrame, training_id: str,
+                            day: dt.date, h: int) -> None:
+    """gold.ml_holdout_deciles: the training's holdout calibration / decile tables (:mod:`ml.holdout`;
+    aggregates only), replacing the rows of the same training_id (the dashboard's model-quality page)."""
+    types = _TYPES.get(wh.target, _TYPES["postgres"])
+    ddl = ", ".join(f"{ident(c)} {types[t]}" for c, t in HOLDOUT_DECILE_COLUMNS)
+    wh._exec(con, f"create table if not exists {_tbl(wh, 'ml_holdout_deciles')} ({ddl})")
+    frame = holdout_deciles(holdout_predictions, training_id=training_id, cutoff_date=day, horizon_days=h)
+    wh.replace_rows("gold", "ml_holdout_deciles", frame, where={"training_id": training_id}, con=con)
 
 
 def promote_champion(
