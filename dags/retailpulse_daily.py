@@ -5,19 +5,29 @@ or the inclusive dates ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` given in
 (backfills and the demo use that). Extract tasks write landing files only and run in
 parallel; every task that writes the warehouse takes the one slot of the
 ``retailpulse_warehouse`` pool (DuckDB allows one writing process).
+
+dbt: the ``dbt`` task group. ``dbt.build`` runs ``dbt build`` once (one dbt process, in-process)
+and keeps dbt's run_results.json for the run; then one task per model, seed and snapshot
+(``dbt.<name>``), wired like the dbt graph in ``dbt/target/manifest.json``, reports that node's
+status, timing and tests and fails when the node or one of its tests failed. Without a manifest
+(``retailpulse init`` parses one) the group is ``dbt.build`` alone, and the DAG file logs why.
+The final ``publish`` updates the Asset ``retailpulse://warehouse/gold``, which schedules
+``retailpulse_gold_consumers``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ingestion.connectors import SOURCES
-from retailpulse.dag_support import WAREHOUSE_POOL, default_args, task_settings
+from retailpulse.dag_support import GOLD_ASSET_URI, WAREHOUSE_POOL, default_args, task_settings
+from retailpulse.dbt_graph import load_graph, task_name
 
-GOLD_ASSET = Asset("retailpulse://warehouse/gold")
+GOLD_ASSET = Asset(GOLD_ASSET_URI)
+DBT_GRAPH = load_graph()  # None (logged) without a manifest: dbt.build alone
 
 
 DEFAULTS = default_args("retailpulse_daily", timeout=dt.timedelta(hours=2))
@@ -37,7 +47,9 @@ _settings = task_settings
 
 @dag(
     dag_id="retailpulse_daily",
-    schedule="@daily",
+    # a data-interval timetable: the run for day D covers [D, D+1) and starts at D+1 00:00 UTC
+    # (a plain "@daily" is a trigger timetable in Airflow 3, whose runs have an empty interval)
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,
@@ -63,10 +75,34 @@ def retailpulse_daily():
         return stage_load(_settings(), source, _interval())
 
     @task(pool=WAREHOUSE_POOL, trigger_rule="none_failed")
-    def dbt_build() -> dict:
-        from retailpulse.pipeline import stage_dbt
+    def build() -> dict:
+        from retailpulse.dag_support import dbt_build_for_run
 
-        return stage_dbt(_settings())
+        return dbt_build_for_run(_settings(), get_current_context()["run_id"])
+
+    @task(execution_timeout=dt.timedelta(minutes=5))
+    def dbt_node(unique_id: str, resource_type: str, tests: list[str]) -> dict:
+        """One model/seed/snapshot of this run's dbt build: status, timing, its tests (reads
+        run_results.json only; no warehouse, no pool)."""
+        import json
+        import logging
+
+        from retailpulse.dbt_graph import DbtNode, NodeFailed, node_report, run_results_path
+
+        path = run_results_path(_settings().data_path, get_current_context()["run_id"])
+        if not path.exists():
+            raise AirflowSkipException("dbt build left no results for this run (see dbt.build)")
+        node = DbtNode(unique_id, unique_id.split(".")[-1], resource_type, (), tuple(tests))
+        try:
+            report = node_report(json.loads(path.read_text()), node)
+        except NodeFailed as exc:  # the build is done: retrying a report cannot change it
+            raise AirflowFailException(str(exc)) from exc
+        t = report["tests"]
+        logging.getLogger(__name__).info(
+            "%s %s: %s in %.2fs (rows %s); tests: %d passed, %d warned, %d failed of %d (%.2fs)",
+            resource_type, node.name, report["status"], report["seconds"], report["rows_affected"],
+            t["passed"], t["warned"], t["failed"], t["total"], t["seconds"])
+        return report
 
     @task(pool=WAREHOUSE_POOL)
     def ml_score() -> dict:
@@ -78,7 +114,13 @@ def retailpulse_daily():
     def publish() -> dict:
         from retailpulse.pipeline import stage_publish
 
-        return stage_publish(_settings())
+        result = stage_publish(_settings())
+        # what the consumers of the gold Asset can check the serving copy against
+        get_current_context()["outlet_events"][GOLD_ASSET].extra = {
+            "tables": {k: int(v) for k, v in (result.get("tables") or {}).items()},
+            "serving_file": str(result.get("serving_file")),
+        }
+        return result
 
     loads = []
     for source in SOURCES:
@@ -86,9 +128,29 @@ def retailpulse_daily():
         loaded = load.override(task_id=f"load_{source}")(source)
         extracted >> loaded
         loads.append(loaded)
-    built = dbt_build()
-    loads >> built
-    built >> ml_score() >> publish()
+    with TaskGroup("dbt", tooltip="dbt build once; one task per model with its tests") as dbt_group:
+        built = build()
+        last = [built]
+        if DBT_GRAPH:
+            tasks = {}
+            for node in DBT_GRAPH:
+                report = dbt_node.override(
+                    task_id=task_name(node),
+                    # the first layer reports even after a failed build (which nodes failed)
+                    trigger_rule="all_done" if not node.parents else "all_success",
+                    doc_md=f"dbt {node.resource_type} `{node.unique_id}` and its {len(node.tests)} tests",
+                )(node.unique_id, node.resource_type, list(node.tests))
+                for parent in node.parents:
+                    tasks[parent] >> report
+                if not node.parents:
+                    built >> report
+                tasks[node.unique_id] = report
+            children = {p for node in DBT_GRAPH for p in node.parents}
+            last = [tasks[n.unique_id] for n in DBT_GRAPH if n.unique_id not in children]
+    loads >> dbt_group
+    scored = ml_score()
+    last >> scored
+    scored >> publish()
 
 
 retailpulse_daily()

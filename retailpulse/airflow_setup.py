@@ -60,10 +60,24 @@ def _airflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     return proc
 
 
+def ensure_dbt_manifest(settings: Settings) -> bool:
+    """``dbt parse`` (in-process) when dbt/target/manifest.json is missing: retailpulse_daily renders
+    one task per dbt model from it. Returns True when it parsed."""
+    manifest = settings.dbt_project_dir / "target" / "manifest.json"
+    if manifest.exists():
+        return False
+    from retailpulse.dbt_runner import run_dbt
+
+    run_dbt(settings, ["parse"])
+    return True
+
+
 def init(settings: Settings) -> bool:
-    """Migrate the metadata DB and create the pool; returns False when already done."""
+    """Parse the dbt manifest if missing, migrate the metadata DB and create the pool; returns
+    False when the Airflow part was already done."""
     from importlib.metadata import version
 
+    ensure_dbt_manifest(settings)
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     stamp = home / ".retailpulse-initialised"

@@ -48,3 +48,75 @@ def task_settings():  # type: ignore[no-untyped-def]
     settings = load_settings()
     install_redaction(settings)
     return settings
+
+
+def dbt_build_for_run(settings, run_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """``dbt build`` once for the daily run ``run_id``, in-process; dbt's run_results.json goes to
+    :func:`retailpulse.dbt_graph.run_results_path` (even when the build fails) for the per-model tasks."""
+    import time
+
+    from retailpulse.dbt_graph import prune_run_results, run_results_path
+    from retailpulse.dbt_runner import run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    init_warehouse(settings)
+    path = run_results_path(settings.data_path, run_id)
+    path.unlink(missing_ok=True)  # a retry must not leave an earlier attempt's results behind
+    began = time.monotonic()
+    result = run_dbt(settings, ["build"], run_results_path=path)
+    prune_run_results(settings.data_path)
+    kinds: dict[str, int] = {}
+    for n in result.nodes:
+        kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1
+    return {"seconds": round(time.monotonic() - began, 1), "nodes": kinds, "run_results": str(path)}
+
+
+GOLD_ASSET_URI = "retailpulse://warehouse/gold"
+
+
+def check_serving_copy(settings, announced: dict[str, int] | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Check the published serving copy against what ``publish`` announced and report freshness.
+
+    ``announced`` is ``{gold table: rows}`` from the gold Asset event (None: nothing announced,
+    the copy is only read and described). Raises RuntimeError naming every missing table and
+    every row count that differs. Writes ``<data>/serving_freshness.json``.
+    """
+    import json
+
+    from retailpulse.serving import connect, published_at, serving_file
+
+    path = serving_file(settings)
+    con = connect(path)
+    try:
+        tables = {r[0]: 0 for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'gold'").fetchall()}
+        for t in tables:
+            tables[t] = int(con.execute(f'select count(*) from gold."{t}"').fetchone()[0])
+        last_order = con.execute("select max(cast(ordered_at as date)) from gold.fct_orders").fetchone()[0] \
+            if "fct_orders" in tables else None
+        last_batch = con.execute("select max(loaded_at) from gold.data_health").fetchone()[0] \
+            if "data_health" in tables else None
+    finally:
+        con.close()
+    problems = []
+    for t, rows in sorted((announced or {}).items()):
+        if t not in tables:
+            problems.append(f"{t} missing")
+        elif tables[t] != rows:
+            problems.append(f"{t} has {tables[t]} rows, publish announced {rows}")
+    published = published_at(path)
+    report = {
+        "serving_file": str(path),
+        "published_at": published.isoformat() if published else None,
+        "tables": len(tables),
+        "checked_against_event": announced is not None,
+        "last_order_date": str(last_order) if last_order else None,
+        "last_load_at": str(last_batch) if last_batch else None,
+        "problems": problems,
+    }
+    out = settings.data_path / "serving_freshness.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    if problems:
+        raise RuntimeError(f"serving copy {path} differs from what publish announced: {'; '.join(problems[:10])}")
+    return report

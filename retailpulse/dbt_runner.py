@@ -69,8 +69,14 @@ def release_dbt_duckdb() -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None) -> DbtResult:
-    """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes."""
+def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None,
+            run_results_path: Path | None = None) -> DbtResult:
+    """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes.
+
+    With ``run_results_path``, dbt's run_results.json of this invocation is also written there
+    (written from the in-process result, before any DbtError: the daily DAG's per-model tasks
+    read it, and other runs sharing dbt/target cannot overwrite it).
+    """
     from dbt.cli.main import dbtRunner
 
     profiles_dir = write_profiles(settings)
@@ -87,6 +93,11 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
         res = dbtRunner().invoke(cli)
     finally:
         release_dbt_duckdb()
+    if run_results_path is not None and hasattr(res.result, "write"):
+        run_results_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = run_results_path.with_suffix(".tmp")
+        res.result.write(str(tmp))
+        os.replace(tmp, run_results_path)
     nodes: list[dict[str, Any]] = []
     results = getattr(res.result, "results", None) or []
     for r in results:

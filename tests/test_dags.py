@@ -1,33 +1,57 @@
-"""DAG integrity: every DAG file imports cleanly; every task retries and has a timeout."""
+"""DAG integrity: every DAG file imports cleanly; every task retries with backoff and has a
+timeout and a failure alert; dbt is rendered per model from the manifest; the gold Asset wiring."""
 
 from __future__ import annotations
+
+import datetime as dt
+import json
 
 import pytest
 
 from retailpulse.airflow_setup import POOL
 
+PROJECT_DAGS = {"retailpulse_daily", "retailpulse_weekly_train", "retailpulse_weekly_report",
+                "retailpulse_gdpr_erasure", "retailpulse_gold_consumers"}
 
-@pytest.fixture(scope="module")
-def dagbag():
-    from retailpulse.airflow_setup import apply_env
-    from retailpulse.settings import load_settings
 
-    apply_env(load_settings())
+def _bag():
     from airflow.dag_processing.dagbag import DagBag
+
     from tests.conftest import REPO
 
     return DagBag(dag_folder=str(REPO / "dags"))
 
 
+@pytest.fixture(scope="module")
+def manifest():
+    """dbt/target/manifest.json (``retailpulse init`` parses it when missing)."""
+    from retailpulse.airflow_setup import apply_env, ensure_dbt_manifest
+    from retailpulse.dbt_graph import manifest_path
+    from retailpulse.settings import load_settings
+
+    settings = load_settings()
+    apply_env(settings)
+    ensure_dbt_manifest(settings)
+    return json.loads(manifest_path().read_text())
+
+
+@pytest.fixture(scope="module")
+def dagbag(manifest):
+    return _bag()
+
+
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "retailpulse_daily" in dagbag.dags
+    assert PROJECT_DAGS <= set(dagbag.dags)
 
 
-def test_every_task_retries_with_a_timeout(dagbag):
+def test_every_task_retries_with_backoff_and_a_timeout(dagbag):
     for dag in dagbag.dags.values():
+        assert dag.max_active_runs == 1, dag.dag_id
         for t in dag.tasks:
             assert t.retries >= 1, f"{dag.dag_id}.{t.task_id} has no retries"
+            assert t.retry_exponential_backoff, f"{dag.dag_id}.{t.task_id} retries without backoff"
+            assert t.max_retry_delay is not None and t.retry_delay >= dt.timedelta(seconds=30), t.task_id
             assert t.execution_timeout is not None, f"{dag.dag_id}.{t.task_id} has no execution_timeout"
 
 
@@ -36,6 +60,8 @@ def test_warehouse_writers_share_the_one_slot_pool(dagbag):
     for t in dag.tasks:
         if t.task_id.startswith("extract_"):
             assert t.pool != POOL, "extract tasks only write landing files and run in parallel"
+        elif t.task_id.startswith("dbt.") and t.task_id != "dbt.build":
+            assert t.pool != POOL, "per-model dbt tasks only read run_results.json"
         else:
             assert t.pool == POOL, f"{t.task_id} writes the warehouse and must use the {POOL} pool"
     assert dag.max_active_runs == 1
@@ -46,12 +72,86 @@ def test_daily_dag_shape(dagbag):
     ids = {t.task_id for t in dag.tasks}
     from ingestion.connectors import SOURCES
 
-    assert {"dbt_build", "ml_score", "publish"} <= ids
+    assert {"dbt.build", "ml_score", "publish"} <= ids
     for source in SOURCES:
         assert dag.get_task(f"load_{source}").upstream_task_ids == {f"extract_{source}"}
-        assert f"load_{source}" in dag.get_task("dbt_build").upstream_task_ids
-    assert dag.get_task("ml_score").upstream_task_ids == {"dbt_build"}
+    assert dag.get_task("dbt.build").upstream_task_ids == {f"load_{s}" for s in SOURCES}
     assert dag.get_task("publish").upstream_task_ids == {"ml_score"}
+
+
+def test_daily_runs_are_driven_by_a_daily_data_interval(dagbag):
+    """A scheduled (or backfilled) run for day D covers [D, D+1): contiguous days, no gaps."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from retailpulse.pipeline import resolve_interval
+
+    dag = dagbag.dags["retailpulse_daily"]
+    assert dag.catchup is False  # past days run through explicit backfills (`retailpulse run --start/--end`)
+    core = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
+    assert coerce_to_core_timetable(dag.timetable).serialize() == core.serialize()
+    utc = dt.timezone.utc
+    for day in (dt.date(2025, 1, 31), dt.date(2025, 12, 31)):
+        run_after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=utc)
+        interval = core.infer_manual_data_interval(run_after=run_after)
+        covered = resolve_interval(interval.start, interval.end)
+        assert (covered.start, covered.end) == (dt.datetime.combine(day, dt.time(0), tzinfo=utc), run_after)
+
+
+def test_dbt_is_rendered_per_model_following_the_manifest(dagbag, manifest):
+    dag = dagbag.dags["retailpulse_daily"]
+    rendered = {uid: n for uid, n in manifest["nodes"].items()
+                if n["resource_type"] in ("model", "seed", "snapshot")
+                and n["config"].get("materialized") != "ephemeral"}
+    assert len(rendered) >= 40
+    by_task = {f"dbt.{n['name']}": uid for uid, n in rendered.items()}
+    assert {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")} == {"dbt.build", *by_task}
+    for task_id, uid in by_task.items():
+        t = dag.get_task(task_id)
+        parents = {f"dbt.{rendered[p]['name']}" for p in manifest["nodes"][uid]["depends_on"].get("nodes", []) if p in rendered}
+        assert t.upstream_task_ids == (parents or {"dbt.build"}), task_id
+        assert t.op_args[0] == uid
+    # fct_orders selects from int_orders only; a staging view hangs off the build
+    assert dag.get_task("dbt.fct_orders").upstream_task_ids == {"dbt.int_orders"}
+    # every data test and unit test is reported by exactly one node task
+    tested = [t for tid in by_task for t in dag.get_task(tid).op_args[2]]
+    assert len(tested) == len(set(tested))
+    assert set(tested) == {u for u, n in manifest["nodes"].items() if n["resource_type"] == "test"} | set(manifest.get("unit_tests", {}))
+    assert "not_null_fct_orders_order_id" in " ".join(dag.get_task("dbt.fct_orders").op_args[2])
+    # ML scoring waits for the leaves of the dbt graph (a failed model fails the leaves below it)
+    leaves = set(by_task) - {p for t in by_task for p in dag.get_task(t).upstream_task_ids}
+    assert dag.get_task("ml_score").upstream_task_ids == leaves
+    assert "dbt.fct_attribution" in leaves or "dbt.channel_performance_daily" in leaves
+
+
+def test_without_a_manifest_dbt_is_one_task(tmp_path, monkeypatch, caplog, dagbag):
+    monkeypatch.setenv("RETAILPULSE_DBT_MANIFEST", str(tmp_path / "missing" / "manifest.json"))
+    with caplog.at_level("WARNING"):
+        bag = _bag()
+    assert bag.import_errors == {}
+    dag = bag.dags["retailpulse_daily"]
+    assert [t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")] == ["dbt.build"]
+    assert dag.get_task("ml_score").upstream_task_ids == {"dbt.build"}
+    assert "dbt runs as a single task" in caplog.text
+
+
+def test_gold_asset_schedules_the_consumers(dagbag):
+    """publish's outlet is the Asset the consumer DAG is scheduled on, in the serialized DAGs too."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from retailpulse.dag_support import GOLD_ASSET_URI
+
+    publish = dagbag.dags["retailpulse_daily"].get_task("publish")
+    assert [a.uri for a in publish.outlets] == [GOLD_ASSET_URI]
+    producer = DagSerialization.to_dict(dagbag.dags["retailpulse_daily"])["dag"]["dag_dependencies"]
+    consumer_dag = DagSerialization.to_dict(dagbag.dags["retailpulse_gold_consumers"])["dag"]
+    assert {"source": "retailpulse_daily", "target": "asset", "label": GOLD_ASSET_URI} \
+        in [{k: d[k] for k in ("source", "target", "label")} for d in producer]
+    assert [{k: d[k] for k in ("source", "target", "label")} for d in consumer_dag["dag_dependencies"]] == \
+        [{"source": "asset", "target": "retailpulse_gold_consumers", "label": GOLD_ASSET_URI}]
+    timetable = consumer_dag["timetable"]
+    assert timetable["__type"].endswith("AssetTriggeredTimetable")
+    assert [o["uri"] for o in timetable["__var"]["asset_condition"]["objects"]] == [GOLD_ASSET_URI]
 
 
 def test_failure_callback_writes_one_clear_alert_line(tmp_path, monkeypatch):
@@ -73,3 +173,52 @@ def test_every_dag_alerts_on_failure(dagbag):
     for dag in dagbag.dags.values():
         for t in dag.tasks:
             assert t.on_failure_callback, f"{dag.dag_id}.{t.task_id} has no failure alert"
+
+
+def test_a_model_task_fails_on_its_model_or_tests_and_reports_timing():
+    from retailpulse.dbt_graph import DbtNode, NodeFailed, node_report
+
+    node = DbtNode("model.retailpulse.fct_orders", "fct_orders", "model", ("model.retailpulse.int_orders",),
+                   ("test.retailpulse.not_null_fct_orders_order_id.1a", "test.retailpulse.unique_fct_orders_order_id.2b",
+                    "unit_test.retailpulse.fct_orders.nets_refunds"))
+
+    def results(model="success", tests=("pass", "pass", "pass")):
+        rows = [{"unique_id": node.unique_id, "status": model, "execution_time": 1.25, "message": "OK",
+                 "adapter_response": {"rows_affected": 1200}}]
+        rows += [{"unique_id": t, "status": s, "execution_time": 0.5, "message": f"Got 3 results" if s != "pass" else None}
+                 for t, s in zip(node.tests, tests)]
+        rows.append({"unique_id": "model.retailpulse.other", "status": "error", "execution_time": 1, "message": "boom"})
+        return {"results": rows}
+
+    ok = node_report(results(), node)
+    assert (ok["status"], ok["seconds"], ok["rows_affected"]) == ("success", 1.25, 1200)
+    assert ok["tests"] == {"total": 3, "passed": 3, "warned": 0, "failed": 0, "skipped": 0, "seconds": 1.5}
+    assert node_report(results(tests=("pass", "warn", "pass")), node)["tests"]["warned"] == 1  # warnings pass
+    with pytest.raises(NodeFailed, match="test unique_fct_orders_order_id fail: Got 3 results"):
+        node_report(results(tests=("pass", "fail", "pass")), node)
+    with pytest.raises(NodeFailed, match="test nets_refunds error"):
+        node_report(results(tests=("pass", "pass", "error")), node)
+    with pytest.raises(NodeFailed, match="model fct_orders error"):
+        node_report(results(model="error"), node)
+    with pytest.raises(NodeFailed, match="not in this run's dbt results"):
+        node_report({"results": []}, node)
+
+
+def test_the_serving_check_compares_the_copy_with_what_publish_announced(settings):
+    import duckdb
+
+    from retailpulse.dag_support import check_serving_copy
+    from retailpulse.serving import serving_file
+
+    path = serving_file(settings)
+    path.parent.mkdir(parents=True)
+    con = duckdb.connect(str(path))
+    con.execute("create schema gold")
+    con.execute("create table gold.fct_orders as select timestamp '2025-12-30 10:00:00' + i * interval 1 hour "
+                "as ordered_at from range(20) t(i)")
+    con.close()
+    report = check_serving_copy(settings, {"fct_orders": 20})
+    assert report["last_order_date"] == "2025-12-31" and report["problems"] == []
+    assert json.loads((settings.data_path / "serving_freshness.json").read_text())["tables"] == 1
+    with pytest.raises(RuntimeError, match="fct_orders has 20 rows, publish announced 21; kpi_daily missing"):
+        check_serving_copy(settings, {"fct_orders": 21, "kpi_daily": 5})
