@@ -368,6 +368,26 @@ _EPOCH_S = re.compile(r"^1\d{9}(?:\.\d+)?$")
 _EPOCH_MS = re.compile(r"^1\d{12}$")
 
 
+def _ns(values: pd.Series) -> pd.Series:
+    """Parsed timestamps at nanosecond resolution, the unit the parse buffers hold.
+
+    pandas returns a coarser unit for dates outside 1677..2262 (year 0001, 9999-12-31), which
+    cannot be stored next to ordinary dates: earlier ones become NaT (rejected as unparseable, like
+    every date before 1900), later ones the latest representable moment (rejected as future dates).
+    """
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        values = pd.to_datetime(values, errors="coerce")
+    if values.dt.unit == "ns":
+        return values
+    tz = values.dt.tz
+    lo, hi = pd.Timestamp("1677-09-22"), pd.Timestamp("2262-04-11")  # whole days inside the ns range
+    if tz is not None:
+        lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+        values = values.dt.tz_convert("UTC")
+    values = values.where(values.isna() | (values >= lo)).mask(values > hi, hi)
+    return values.astype("datetime64[ns, UTC]" if tz is not None else "datetime64[ns]")
+
+
 def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_format: str | None = None,
                      timezone: str = "UTC") -> tuple[pd.Series, str, list[str]]:
     """(UTC timestamps with NaT where unreadable, how they were read, warnings)."""
@@ -386,7 +406,7 @@ def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_form
     used: dict[str, int] = {}
     todo = s != ""
     if date_format:
-        got = pd.to_datetime(s.where(todo, None), format=date_format, errors="coerce")
+        got = _ns(pd.to_datetime(s.where(todo, None), format=date_format, errors="coerce"))
         if getattr(got.dt, "tz", None) is not None:
             aware = got.dt.tz_convert("UTC")
         else:
@@ -398,15 +418,16 @@ def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_form
         vals = s[iso].str.replace(r"\s*UTC$", "Z", regex=True)
         has_tz = vals.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
         if has_tz.any():
-            aware.loc[has_tz[has_tz].index] = pd.to_datetime(vals[has_tz], format="ISO8601", utc=True,
-                                                             errors="coerce")
+            aware.loc[has_tz[has_tz].index] = _ns(pd.to_datetime(vals[has_tz], format="ISO8601", utc=True,
+                                                                 errors="coerce"))
         if (~has_tz).any():
-            out.loc[has_tz[~has_tz].index] = pd.to_datetime(vals[~has_tz], format="ISO8601", errors="coerce")
+            out.loc[has_tz[~has_tz].index] = _ns(pd.to_datetime(vals[~has_tz], format="ISO8601", errors="coerce"))
         used["ISO 8601"] = int(iso.sum())
         todo &= ~iso
     ymd = todo & s.str.match(_YMD_SLASH)
     if ymd.any():
-        out.loc[ymd] = pd.to_datetime(s[ymd].str.replace(r"[/.]", "-", regex=True), format="mixed", errors="coerce")
+        out.loc[ymd] = _ns(pd.to_datetime(s[ymd].str.replace(r"[/.]", "-", regex=True), format="mixed",
+                                          errors="coerce"))
         used["Y/M/D"] = int(ymd.sum())
         todo &= ~ymd
     dmy = todo & s.str.match(_DMY)
@@ -440,7 +461,7 @@ def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_form
         hour = hour.where(ampm == "", (hour % 12) + np.where(ampm == "p", 12, 0))
         frame = pd.DataFrame({"year": year, "month": month, "day": day, "hour": hour,
                               "minute": num(4), "second": num(5)})
-        out.loc[dmy] = pd.to_datetime(frame, errors="coerce")
+        out.loc[dmy] = _ns(pd.to_datetime(frame, errors="coerce"))
         used["day-first D/M/Y" if day_first else "month-first M/D/Y"] = int(dmy.sum())
         todo &= ~dmy
     num = todo & (s.str.match(_SERIAL) | s.str.match(_EPOCH_S) | s.str.match(_EPOCH_MS))
@@ -460,10 +481,21 @@ def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_form
             used["Unix milliseconds"] = int(epoch_ms.sum())
         todo &= ~num
     if todo.any():  # anything else pandas can read ("01 Dec 2010 08:26", "Dec 1, 2010")
-        got = pd.to_datetime(s[todo], format="mixed", errors="coerce", dayfirst=bool(day_first), utc=False)
+        try:
+            got = pd.to_datetime(s[todo], format="mixed", errors="coerce", dayfirst=bool(day_first), utc=False)
+        except ValueError:  # several time zones in the column: read each value on its own
+            got = pd.Series([pd.to_datetime(v, errors="coerce", dayfirst=bool(day_first)) for v in s[todo]],
+                            index=s[todo].index, dtype=object)
+        typed = pd.api.types.is_datetime64_any_dtype(got)
+        if typed:  # one zone or none
+            got = _ns(got)
         for i, v in got.items():
             if pd.isna(v):
                 continue
+            if not typed:
+                v = _ns(pd.Series([v])).iloc[0]
+                if pd.isna(v):
+                    continue
             if v.tzinfo is not None:
                 aware.loc[i] = v.tz_convert("UTC")
             else:
