@@ -488,6 +488,68 @@ def _outcomes_sql() -> str:
         from s left join o using (customer_id)"""
 
 
+def holdout_training() -> pd.Series | None:
+    """The training whose holdout deciles the page shows: the one that made the latest scores
+    (its training_id is their model_version), else the latest one recorded."""
+    if not data.has("ml_holdout_deciles"):
+        return None
+    serving = "null"
+    if data.has("customer_scores"):
+        serving = ("(select max(model_version) from gold.customer_scores "
+                   "where as_of_date = (select max(as_of_date) from gold.customer_scores))")
+    df = data.query(f"""
+        with t as (select distinct training_id, cutoff_date::date as cutoff_date, evaluation_start::date as evaluation_start,
+                       evaluation_end::date as evaluation_end, horizon_days from gold.ml_holdout_deciles)
+        select * from t order by (training_id = {serving}) desc nulls last, cutoff_date desc, training_id limit 1""")
+    return None if df.empty else df.iloc[0]
+
+
+def _calibration_chart(cal: pd.DataFrame) -> None:
+    diag = pd.DataFrame({"predicted": [0.0, 1.0], "observed": [0.0, 1.0]})
+    chart((alt.Chart(diag).mark_line(strokeDash=[4, 4], color="gray").encode(x="predicted:Q", y="observed:Q")
+           + alt.Chart(cal).mark_line(point=True).encode(
+               x=alt.X("predicted:Q", title="mean predicted churn probability", scale=alt.Scale(domain=[0, 1])),
+               y=alt.Y("observed:Q", title="observed churn rate", scale=alt.Scale(domain=[0, 1])),
+               tooltip=["decile:O", "customers:Q", alt.Tooltip("predicted:Q", format=".2f"),
+                        alt.Tooltip("observed:Q", format=".2f")])).properties(height=300))
+
+
+def _decile_chart(dec: pd.DataFrame, what: str) -> None:
+    chart(alt.Chart(dec.melt(["decile"], ["predicted", "actual"], "kind", "value"))
+          .mark_bar().encode(x=alt.X("decile:O", title="decile (1 = highest predicted)"), xOffset="kind:N",
+                             y=alt.Y("value:Q", title=what), color="kind:N",
+                             tooltip=["decile:O", "kind:N", alt.Tooltip("value:Q", format=",.2f")])
+          .properties(height=300))
+
+
+def holdout_section() -> bool:
+    """Calibration and decile charts of the latest training's time-split holdout
+    (gold.ml_holdout_deciles): predictions of models that never saw the outcomes."""
+    t = holdout_training()
+    if t is None:
+        return False
+    cur = currency()
+    st.subheader("Holdout evaluation")
+    st.caption(f"Training {t['training_id']}: models trained without the last {int(t['horizon_days'])} days scored "
+               f"every customer as of {pd.Timestamp(t['evaluation_start']):%d %b %Y}; compared with what they did "
+               f"up to {pd.Timestamp(t['evaluation_end']):%d %b %Y} (paid orders, gold.fct_orders).")
+    rows = data.query("""
+        select model_name, bin as decile, customers, mean_predicted as predicted, mean_observed as observed
+        from gold.ml_holdout_deciles where training_id = ? order by model_name, bin""", [t["training_id"]])
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Churn calibration (holdout)")
+        _calibration_chart(rows[rows["model_name"] == "churn_xgb"])
+    with right:
+        st.subheader(f"Predicted vs actual revenue by decile ({int(t['horizon_days'])} days, holdout)")
+        clv = sorted(set(rows["model_name"]) - {"churn_xgb"})
+        pick = st.radio("CLV model", clv, horizontal=True, key="holdout_clv_model",
+                        index=clv.index("clv_bgnbd_gg") if "clv_bgnbd_gg" in clv else 0) if len(clv) > 1 else clv[0]
+        dec = rows[rows["model_name"] == pick].rename(columns={"observed": "actual"})
+        _decile_chart(dec[["decile", "predicted", "actual"]], f"revenue per customer ({cur})")
+    return True
+
+
 def model_quality(f: Filters) -> None:
     st.header("Model quality")
     if data.has("ml_model_runs"):
@@ -512,14 +574,20 @@ def model_quality(f: Filters) -> None:
     else:
         need("ml_model_runs")
 
+    shown = holdout_section()
     if not data.has("customer_scores"):
-        need("customer_scores")
+        if not shown:
+            need("customer_scores")
         return
+    st.subheader("Live scores: realised outcomes")
     d = outcome_date()
     if d is None:
-        st.info(f"Calibration and decile charts compare scores with what happened in the {HORIZON_DAYS} days after "
-                f"they were made: they appear once gold.customer_scores holds a scoring date at least {HORIZON_DAYS} "
-                "days before the last order (scores history builds up with daily runs).")
+        msg = (f"These charts compare the daily scores with what happened in the {HORIZON_DAYS} days after they "
+               f"were made: they appear once gold.customer_scores holds a scoring date at least {HORIZON_DAYS} days "
+               "before the last order (the scores history builds up with daily runs).")
+        if not shown:
+            msg += " Train the models (the weekly DAG, or the first daily run) to see their holdout evaluation above."
+        st.info(msg)
         return
     st.caption(f"Realised outcomes of the scores as of {d:%d %b %Y}: paid orders in the next {HORIZON_DAYS} days "
                "(gold.fct_orders).")
@@ -531,25 +599,14 @@ def model_quality(f: Filters) -> None:
             with x as ({outcomes}), b as (select *, ntile(10) over (order by churn_probability) as decile from x)
             select decile, count(*) as customers, avg(churn_probability) as predicted, avg(churned) as observed
             from b group by 1 order by 1""", [d, d, d])
-        diag = pd.DataFrame({"predicted": [0.0, 1.0], "observed": [0.0, 1.0]})
-        chart((alt.Chart(diag).mark_line(strokeDash=[4, 4], color="gray").encode(x="predicted:Q", y="observed:Q")
-               + alt.Chart(cal).mark_line(point=True).encode(
-                   x=alt.X("predicted:Q", title="mean predicted churn probability", scale=alt.Scale(domain=[0, 1])),
-                   y=alt.Y("observed:Q", title="observed churn rate", scale=alt.Scale(domain=[0, 1])),
-                   tooltip=["decile:O", "customers:Q", alt.Tooltip("predicted:Q", format=".2f"),
-                            alt.Tooltip("observed:Q", format=".2f")])).properties(height=300))
+        _calibration_chart(cal)
     with right:
         st.subheader(f"Expected vs actual purchases by decile ({HORIZON_DAYS} days)")
         dec = data.query(f"""
             with x as ({outcomes}), b as (select *, ntile(10) over (order by expected_purchases_90d desc) as decile from x)
-            select decile, avg(expected_purchases_90d) as predicted, avg(actual_orders) as actual,
-                sum(actual_revenue) as actual_revenue
+            select decile, avg(expected_purchases_90d) as predicted, avg(actual_orders) as actual
             from b group by 1 order by 1""", [d, d, d])
-        chart(alt.Chart(dec.melt(["decile", "actual_revenue"], ["predicted", "actual"], "kind", "purchases"))
-              .mark_bar().encode(x=alt.X("decile:O", title="decile (1 = highest predicted)"), xOffset="kind:N",
-                                 y=alt.Y("purchases:Q", title="purchases per customer"), color="kind:N",
-                                 tooltip=["decile:O", "kind:N", alt.Tooltip("purchases:Q", format=".2f")])
-              .properties(height=300))
+        _decile_chart(dec, "purchases per customer")
 
 
 # --- data health ------------------------------------------------------------------------------

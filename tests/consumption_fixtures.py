@@ -283,6 +283,27 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
                 "promoted_at": pd.Timestamp(cutoff, tz="UTC") + pd.Timedelta(hours=4) if name != "clv_xgb" else pd.NaT,
             })
 
+    # holdout deciles of the END training (ml.holdout, as ml.jobs.train_models records them): the
+    # EARLY_SCORES scores against what the customers did up to END
+    from ml.holdout import holdout_deciles
+
+    early = customer_scores[customer_scores["as_of_date"] == EARLY_SCORES]  # one model version
+    later = fct_orders[fct_orders["is_paid"] & (fct_orders["order_date"] > EARLY_SCORES)
+                       & (fct_orders["order_date"] <= END)].groupby("customer_id")["net_revenue"].agg(["size", "sum"])
+    aov = fct_orders[fct_orders["is_paid"]].groupby("customer_id")["net_revenue"].mean()
+    realised = early["customer_id"].map(later["sum"]).fillna(0.0)
+    holdout = pd.DataFrame({
+        "customer_id": early["customer_id"].to_numpy(),
+        "churned": (early["customer_id"].map(later["size"]).fillna(0) == 0).astype(float).to_numpy(),
+        "churn_probability": early["churn_probability"].to_numpy(),
+        "future_spend": realised.to_numpy(),
+        "pred_spend_bgnbd_gg": (early["expected_purchases_90d"] * early["customer_id"].map(aov).fillna(50.0)).to_numpy(),
+        "pred_spend_xgb": (0.8 * early["expected_purchases_90d"] * early["customer_id"].map(aov).fillna(50.0)).to_numpy(),
+        "pred_spend_baseline": np.full(len(early), float(realised.mean())),
+    })
+    holdout_frame = holdout_deciles(holdout, training_id=f"clv_bgnbd_gg-{END:%Y%m%d}+churn_xgb-{END:%Y%m%d}",
+                                    cutoff_date=END, horizon_days=90)
+
     # --- identity map, support cases, data health --------------------------------------------
     ident = []
     for p in people:
@@ -328,7 +349,8 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
     frames = {
         "fct_orders": fct_orders, "fct_sessions": fct_sessions, "fct_conversion_paths": pd.DataFrame(paths),
         "fct_attribution": pd.DataFrame(attribution), "customer_scores": customer_scores,
-        "ml_model_runs": pd.DataFrame(runs), "customer_identity_map": pd.DataFrame(ident),
+        "ml_model_runs": pd.DataFrame(runs), "ml_holdout_deciles": holdout_frame,
+        "customer_identity_map": pd.DataFrame(ident),
         "fct_support_cases": pd.DataFrame(cases), "data_health": pd.DataFrame(health),
         "data_health_rejections": pd.DataFrame(rejections), "_spend": pd.DataFrame(spend),
         "_people": pd.DataFrame(people),
@@ -528,6 +550,12 @@ def gold_contract() -> dict[str, list[str]]:
             target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
             if isinstance(target, ast.Name) and target.id in ("TABLE_COLUMNS", "MODEL_RUN_COLUMNS"):
                 constants.setdefault(target.id, ast.literal_eval(node.value))
+    holdout = repo / "ml" / "holdout.py"
+    if holdout.exists():  # gold.ml_holdout_deciles (written by ml.jobs.train_models)
+        for node in ast.parse(holdout.read_text()).body:
+            target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+            if isinstance(target, ast.Name) and target.id == "HOLDOUT_DECILE_COLUMNS":
+                out["ml_holdout_deciles"] = [c for c, _ in ast.literal_eval(node.value)]
     for table, cols in (constants.get("TABLE_COLUMNS") or {}).items():
         out[table] = [c for c, _ in cols]
     if "MODEL_RUN_COLUMNS" in constants:
