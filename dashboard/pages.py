@@ -623,7 +623,8 @@ def data_health(f: Filters) -> None:
     h = data.query("""
         select source, object, interval_key, status, extracted, loaded, rejected, loaded_at,
             strptime(split_part(interval_key, '_', 2), '%Y%m%dT%H%M%SZ') as interval_end,
-            strptime(split_part(interval_key, '_', 1), '%Y%m%dT%H%M%SZ')::date as interval_day
+            strptime(split_part(interval_key, '_', 1), '%Y%m%dT%H%M%SZ')::date as interval_day,
+            (strptime(split_part(interval_key, '_', 2), '%Y%m%dT%H%M%SZ') - interval 1 microsecond)::date as interval_last_day
         from gold.data_health""")
     if h.empty:
         st.info("No loads recorded yet.")
@@ -655,9 +656,11 @@ def data_health(f: Filters) -> None:
             color=alt.condition("datum.hours_behind_newest > 24", alt.value("#d62728"), alt.value("#2ca02c")),
             tooltip=["source:N", "data_through:T", "last_loaded_at:T", "hours_behind_newest:Q"]).properties(height=220))
 
-    window = h[(h["interval_day"] >= pd.Timestamp(f.start)) & (h["interval_day"] <= pd.Timestamp(f.end))]
+    # batches whose interval overlaps the selected range (a backfill batch covers many days)
+    window = h[(h["interval_day"] <= pd.Timestamp(f.end)) & (h["interval_last_day"] >= pd.Timestamp(f.start))]
     st.subheader("Great Expectations results per batch")
-    st.caption("Selected date range; a refused batch failed a critical expectation and loaded nothing.")
+    st.caption("Batches whose interval overlaps the selected date range; a refused batch failed a critical "
+               "expectation and loaded nothing.")
     if window.empty:
         st.info("No batches in the selected period.")
     else:
@@ -686,8 +689,9 @@ def data_health(f: Filters) -> None:
         rules = data.query("""
             select source, object, rule, sum(rejected_records) as rejected_records, max(last_rejected_at) as last_rejected_at
             from gold.data_health_rejections
-            where strptime(split_part(interval_key, '_', 1), '%Y%m%dT%H%M%SZ')::date between ? and ?
-            group by all order by rejected_records desc""", [f.start, f.end])
+            where strptime(split_part(interval_key, '_', 1), '%Y%m%dT%H%M%SZ')::date <= ?
+              and strptime(split_part(interval_key, '_', 2), '%Y%m%dT%H%M%SZ') > ?
+            group by all order by rejected_records desc""", [f.end, f.start])
         st.caption("By expectation (the rejected rows themselves stay in bronze.rejected_records)")
         st.dataframe(rules, hide_index=True)
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -170,12 +171,44 @@ PAGE_STATE_JS = """(() => {
     notBuilt: q('[data-testid="stAlert"]').filter(a => a.innerText.includes('not built yet')).length,
     running: q('[data-testid="stStatusWidget"]').length,
     headers: q('h1, h2').map(h => h.innerText),
+    subheaders: q('h3').map(h => h.innerText.trim()),
+    metricValues: Object.fromEntries(q('[data-testid="stMetric"]').map(m => [
+      (m.querySelector('[data-testid="stMetricLabel"]') || m).innerText.trim(),
+      (m.querySelector('[data-testid="stMetricValue"]') || m).innerText.trim()])),
+    dataframes: q('[data-testid="stDataFrame"]').length,
+    alerts: q('[data-testid="stAlert"]').map(a => a.innerText.trim().slice(0, 200)),
     download: q('[data-testid="stDownloadButton"]').length,
   };
 })()"""
 
+# what the data-health and model-quality pages must show, checked in the DOM
+PAGE_SECTIONS = {
+    "data-health": ["Freshness per source", "Great Expectations results per batch", "Rejected records"],
+    "model-quality": ["Training and evaluation runs", "Holdout evaluation", "Churn calibration (holdout)"],
+}
+DATA_HEALTH_METRICS = ("Last load (UTC)", "Batches loaded", "Batches refused (GX)", "Rejected records")
 
-def test_dashboard_in_headless_chromium(dashboard_server):
+
+def fixture_health_numbers(settings) -> dict[str, str]:
+    """The data-health metrics as the page must print them, computed here from the serving copy."""
+    import duckdb
+
+    from retailpulse.serving import serving_file
+
+    con = duckdb.connect(str(serving_file(settings)), read_only=True)
+    try:
+        loaded, refused, rejected, last = con.execute(
+            "select count(*) filter (where status = 'loaded'), count(*) filter (where status <> 'loaded'), "
+            "sum(rejected), max(loaded_at) from gold.data_health").fetchone()
+    finally:
+        con.close()
+    last = pd.Timestamp(last)
+    last = last.tz_convert("UTC") if last.tzinfo else last
+    return {"Batches loaded": f"{loaded:,}", "Batches refused (GX)": f"{refused:,}", "Rejected records": f"{int(rejected):,}",
+            "Last load (UTC)": f"{last:%d %b %H:%M}"}
+
+
+def test_dashboard_in_headless_chromium(dashboard_server, gold_serving):
     from tests.cdp import Chromium, find_chromium
 
     binary = find_chromium()
@@ -183,6 +216,7 @@ def test_dashboard_in_headless_chromium(dashboard_server):
         pytest.skip("Chromium is not installed (/usr/bin/chromium): `apt-get install -y chromium` "
                     "(`make test` installs it where apt-get can)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    health = fixture_health_numbers(gold_serving)
     with Chromium(binary) as browser:
         for slug, *_ in PAGES:
             url = dashboard_server + ("/" if slug == PAGES[0][0] else f"/{slug}")
@@ -207,6 +241,13 @@ def test_dashboard_in_headless_chromium(dashboard_server):
                 assert state["metrics"] >= 4, (slug, state)
             if slug == "customers":
                 assert state["download"] == 1
+            for section in PAGE_SECTIONS.get(slug, []):
+                assert any(section in h for h in state["subheaders"]), (slug, section, state["subheaders"])
+            if slug == "data-health":
+                # last run, freshness per source, GX results, rejected records (by expectation)
+                assert {k: state["metricValues"].get(k) for k in DATA_HEALTH_METRICS} == health, state["metricValues"]
+                assert int(health["Rejected records"].replace(",", "")) > 0 and health["Batches refused (GX)"] == "1"
+                assert state["dataframes"] >= 3, state  # freshness, refused batches, rejected records by rule
         assert not browser.console_errors, browser.console_errors[:3]
     assert all((ARTIFACTS / f"{slug}.png").stat().st_size > 10_000 for slug, *_ in PAGES)
 
@@ -237,3 +278,100 @@ def test_fixture_matches_the_gold_contract(gold_serving):
         if contract.get(table):
             assert fixture[table] == set(contract[table]), (table, set(contract[table]) ^ fixture[table])
     assert set(fixture) - product == {"data_health", "data_health_rejections"}
+
+
+# --- the real thing, part two: `make run` then `make dashboard` -----------------------------------
+# minimum charts each page draws on the small world right after `retailpulse demo` (one DAG run):
+# no live score is 90 days old yet, so model quality shows the holdout charts only; the small
+# world has no rejected records, so data health has no rejected-records chart
+DEMO_MIN_CHARTS = {"executive": 2, "customers": 3, "acquisition": 3, "journeys": 3, "cohorts": 2, "model-quality": 3,
+                   "data-health": 2}
+
+
+@pytest.fixture(scope="module")
+def demo_serving(small_world, tmp_path_factory):
+    """``retailpulse demo`` (what `make run` runs) on the small world, in its own data dir: the
+    sandbox served on 127.0.0.1, one retailpulse_daily run through Airflow, the serving copy
+    published. Yields the Settings the dashboard reads (env-configured, like `make dashboard`)."""
+    from retailpulse.demo import run_demo
+    from retailpulse.settings import load_settings
+
+    root = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("RETAILPULSE_") and k != "RETAILPULSE_REQUIRE_POSTGRES"]:
+            mp.delenv(key)
+        mp.setenv("RETAILPULSE_HOME", str(REPO))
+        mp.setenv("RETAILPULSE_DATA_DIR", str(root / "data"))
+        mp.setenv("RETAILPULSE_WAREHOUSE_PATH", str(root / "warehouse" / "retailpulse.duckdb"))
+        mp.setenv("RETAILPULSE_SERVING_DIR", str(root / "warehouse" / "serving"))
+        mp.setenv("RETAILPULSE_SANDBOX_WORLD", "small")
+        mp.setenv("RETAILPULSE_SANDBOX_SEED", "42")
+        settings = load_settings(_env_file=None)
+        (settings.sandbox_path).mkdir(parents=True, exist_ok=True)
+        (settings.sandbox_path / small_world.name).symlink_to(small_world)  # the session's small-42 world
+        began = time.monotonic()
+        assert run_demo(settings, force=True, progress=lambda _: None)
+        print(f"\nretailpulse demo on the small world: {time.monotonic() - began:.0f}s")
+        yield settings
+
+
+def _chart_rows(element) -> list[int]:
+    """Rows of every dataset a vega-lite chart element carries (Arrow IPC in the proto)."""
+    import pyarrow as pa
+
+    return [pa.ipc.open_stream(d.data.data).read_all().num_rows for d in element.proto.datasets]
+
+
+def test_make_run_then_every_page_shows_data(demo_serving, serving_env):
+    """After `make run`, every page draws its charts from the real pipeline's serving copy: each
+    chart's every dataset has rows, no page raises, none says "not built yet"."""
+    serving_env(demo_serving)
+    for slug in DEMO_MIN_CHARTS:
+        at = AppTest.from_function(page_script, args=(slug,), default_timeout=60).run()
+        assert not at.exception, (slug, [e.value for e in at.exception])
+        assert not [w.value for w in at.warning], (slug, [w.value for w in at.warning])
+        charts = at.get("vega_lite_chart")
+        assert len(charts) >= DEMO_MIN_CHARTS[slug], (slug, len(charts))
+        for i, c in enumerate(charts):
+            rows = _chart_rows(c)
+            assert rows and all(n > 0 for n in rows), (slug, i, rows)
+        for df in at.dataframe:
+            assert len(df.value) > 0 or slug == "data-health", slug
+        if slug == "model-quality":
+            assert "Holdout evaluation" in [h.value for h in at.subheader]
+        if slug == "data-health":
+            assert [m.label for m in at.metric] == ["Last load (UTC)", "Batches loaded", "Batches refused (GX)",
+                                                    "Rejected records"]
+
+
+def test_demo_holdout_deciles_are_the_training_holdout(demo_serving):
+    """gold.ml_holdout_deciles (what the calibration and decile charts show) is the holdout of the
+    training recorded in gold.ml_model_runs: same customers, and its expected calibration error and
+    aggregate relative error are the ones the training reported."""
+    import json
+
+    import duckdb
+
+    from retailpulse.serving import serving_file
+
+    con = duckdb.connect(str(serving_file(demo_serving)), read_only=True)
+    try:
+        dec = con.execute("select * from gold.ml_holdout_deciles").df()
+        runs = con.execute("select model_name, training_id, metrics_json from gold.ml_model_runs").df()
+        scores_version = con.execute("select distinct model_version from gold.customer_scores").fetchall()
+    finally:
+        con.close()
+    assert set(dec["training_id"]) == set(runs["training_id"]) == {scores_version[0][0]}
+    for r in runs.itertuples():
+        m = json.loads(r.metrics_json)
+        d = dec[dec["model_name"] == r.model_name]
+        assert d["customers"].sum() == m["n"], r.model_name
+        if r.model_name == "churn_xgb":
+            ece = float((d["customers"] * (d["mean_predicted"] - d["mean_observed"]).abs()).sum() / d["customers"].sum())
+            assert ece == pytest.approx(m["ece"], abs=1e-9)
+            assert len(d) == 10 and d["mean_predicted"].is_monotonic_increasing
+        else:
+            predicted = float((d["customers"] * d["mean_predicted"]).sum())
+            actual = float(d["total_observed"].sum())
+            assert (predicted - actual) / actual == pytest.approx(m["aggregate_relative_error"], abs=1e-9)
+            assert list(d.sort_values("bin")["mean_predicted"]) == sorted(d["mean_predicted"], reverse=True)
