@@ -375,3 +375,29 @@ def test_demo_holdout_deciles_are_the_training_holdout(demo_serving):
             actual = float(d["total_observed"].sum())
             assert (predicted - actual) / actual == pytest.approx(m["aggregate_relative_error"], abs=1e-9)
             assert list(d.sort_values("bin")["mean_predicted"]) == sorted(d["mean_predicted"], reverse=True)
+
+
+def test_demo_api_answers_a_customer_with_the_scores_of_gold(demo_serving):
+    """The scores API on the real pipeline's serving copy: the highest-CLV customer's latest scores
+    are exactly gold.customer_scores' row."""
+    import duckdb
+    from fastapi.testclient import TestClient
+
+    from retailpulse.api import create_app
+    from retailpulse.serving import serving_file
+
+    con = duckdb.connect(str(serving_file(demo_serving)), read_only=True)
+    try:
+        cur = con.execute("select * from gold.customer_scores order by as_of_date desc, predicted_clv_12m desc, "
+                          "customer_id limit 1")
+        row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    finally:
+        con.close()
+    with TestClient(create_app(demo_serving, token="demo-token")) as client:
+        r = client.get(f"/customers/{row['customer_id']}", headers={"Authorization": "Bearer demo-token"})
+    assert r.status_code == 200, r.text
+    scores = r.json()["scores"]
+    assert scores["as_of_date"] == row["as_of_date"].isoformat() and scores["model_version"] == row["model_version"]
+    for f in ("p_alive", "churn_probability", "expected_purchases_90d", "expected_purchases_365d", "predicted_clv_12m"):
+        assert scores[f] == pytest.approx(row[f], rel=1e-12), f
+    assert (scores["value_tier"], scores["churn_risk_band"]) == (row["value_tier"], row["churn_risk_band"])
