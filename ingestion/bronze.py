@@ -88,84 +88,204 @@ class _TypedBatch:
     scrub_rows: list[int] = field(default_factory=list)  # of those, landed lines to tombstone
 
 
+class _LandedRecords:
+    """The landed lines of a batch, parsed on access (only rejected rows are ever shown)."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i: int) -> Any:
+        text = self.lines[i].decode("utf-8", errors="replace")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+
 @dataclass
 class _RawBatch:
     interval: Interval
     manifest: Any
-    raw: list[Any]
+    raw: Any                      # landed records by row number (_LandedRecords)
     good_idx: list[int]
-    flat: list[dict[str, Any]]
+    flat: list[dict[str, Any]] | None   # None: typed by the Arrow path from ``lines``
     present: set[str]
     pre_rejects: list[dict[str, Any]]
     duplicates: int
     tombstones: list[int]
     suppressed: set[int]
+    lines: list[bytes] = field(default_factory=list)  # the good lines (Arrow path)
+
+
+def _is_tombstone_line(line: bytes) -> bool:
+    from retailpulse.erasure import TOMBSTONE_FIELD, TOMBSTONE_LINE, is_tombstone
+
+    if line == TOMBSTONE_LINE.encode():
+        return True
+    if TOMBSTONE_FIELD.encode() not in line:
+        return False
+    try:
+        return is_tombstone(json.loads(line))
+    except ValueError:
+        return False
 
 
 def _read_raw(zone: LandingZone, spec: ObjectSpec, interval: Interval, suppressor: Any = None) -> _RawBatch:
-    """Read a landed batch: tombstones, malformed lines and exact duplicates out; flatten the rest."""
-    from ingestion.flatten import column_name, flatten_record
-    from retailpulse.erasure import is_tombstone
-
+    """Read a landed batch: tombstones and exact duplicate lines out. Specs with an Arrow path
+    keep the remaining lines for :func:`_type_batches`; the others are parsed and flattened
+    here (malformed lines out)."""
     manifest = zone.read_manifest(spec.source, spec.name, interval)
     if manifest is None:
         raise FileNotFoundError(
             f"no landed batch for {spec.source}.{spec.name} {interval}: run the extract task first"
         )
-    raw = list(zone.iter_records(spec.source, spec.name, interval))
-    if len(raw) != manifest.record_count:
+    lines = zone.read_lines(spec.source, spec.name, interval)
+    if len(lines) != manifest.record_count:
         raise BatchRefused(
             f"{spec.source}.{spec.name} {interval.key}: manifest says {manifest.record_count} records, "
-            f"file has {len(raw)}; re-run the extract for this interval"
+            f"file has {len(lines)}; re-run the extract for this interval"
         )
+    raw = _LandedRecords(lines)
     pre_rejects: list[dict[str, Any]] = []
-    good: list[dict[str, Any]] = []
     good_idx: list[int] = []
-    seen: dict[str, int] = {}
+    seen: dict[bytes, int] = {}
     duplicates = 0
     tombstones: list[int] = []
-    suppressed: set[int] = set()
-    for i, rec in enumerate(raw):
-        if is_tombstone(rec):
+    for i, line in enumerate(lines):
+        if _is_tombstone_line(line):
             tombstones.append(i)
             continue
-        if not isinstance(rec, dict):
-            if suppressor is not None and suppressor.text_matches(rec):
-                suppressed.add(i)
-                continue
-            pre_rejects.append({"row": i, "rule": "malformed_json", "record": rec})
-            continue
-        h = _record_hash(rec)
-        if h in seen:
+        first = seen.get(line)
+        if first is not None:
             duplicates += 1
-            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": rec, "first": seen[h]})
+            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": raw[i], "first": first})
             continue
-        seen[h] = i
-        good.append(rec)
+        seen[line] = i
         good_idx.append(i)
-    flat = [flatten_record(spec.prepare(r) if spec.prepare else r) for r in good]
+    rb = _RawBatch(interval, manifest, raw, good_idx, None, set(), pre_rejects, duplicates, tombstones, set(),
+                   [lines[i] for i in good_idx])
+    if spec.prepare_table is None:
+        _parse_records(spec, rb, suppressor)
+    return rb
+
+
+def _parse_records(spec: ObjectSpec, rb: _RawBatch, suppressor: Any = None) -> None:
+    """The record path: parse and flatten the good lines; malformed lines become rejects."""
+    from ingestion.flatten import column_name, flatten_record
+
+    flat: list[dict[str, Any]] = []
+    good_idx: list[int] = []
+    for i, line in zip(rb.good_idx, rb.lines):
+        rec = rb.raw[i]
+        if not isinstance(rec, dict):
+            if suppressor is not None and suppressor.text_matches(line.decode("utf-8", errors="replace")):
+                rb.suppressed.add(i)
+                continue
+            rb.pre_rejects.append({"row": i, "rule": "malformed_json", "record": rec})
+            continue
+        if spec.prepare is None:
+            flat.append(flatten_record(rec))
+        elif spec.prepare_table is not None:  # the line is part of the record's identity (GA4 key)
+            flat.append(flatten_record(spec.prepare(rec, line)))
+        else:
+            flat.append(flatten_record(spec.prepare(rec)))
+        good_idx.append(i)
     keys: set[str] = set()
     for f in flat:
         keys.update(f)
-    present = {column_name(k) for k in keys}
-    return _RawBatch(interval, manifest, raw, good_idx, flat, present, pre_rejects, duplicates, tombstones, suppressed)
+    rb.flat, rb.good_idx, rb.lines = flat, good_idx, []
+    rb.present = {column_name(k) for k in keys}
+
+
+def _slice_present(set_any: Any, candidates: list[str], lines: list[bytes]) -> set[str]:
+    """Columns (``candidates``) that one batch's records set: a value in the batch's rows
+    (``set_any``, one bool per candidate), else the key occurring in its lines."""
+    present = {c for c, hit in zip(candidates, set_any) if hit}
+    blob: bytes | None = None
+    for c, hit in zip(candidates, set_any):
+        if hit:
+            continue
+        if blob is None:
+            blob = b"\n".join(lines)
+        token = (f'"key":"{c[7:]}"' if c.startswith("param__") else f'"{c.rsplit("__", 1)[-1]}":').encode()
+        if token in blob:
+            present.add(c)
+    return present
+
+
+def _arrow_frames(spec: ObjectSpec, raws: list[_RawBatch]) -> list[tuple[pd.DataFrame, list[str], set[str]] | None]:
+    """Type the Arrow-path batches: all in one pyarrow pass when possible, else one by one;
+    None for a batch that needs the record path."""
+    import numpy as np
+
+    from ingestion.flatten import NotArrowable, lines_to_frame
+
+    out: list[tuple[pd.DataFrame, list[str], set[str]] | None] = [None] * len(raws)
+    todo = [b for b, rb in enumerate(raws) if rb.flat is None and rb.lines]
+    for b, rb in enumerate(raws):
+        if rb.flat is None and not rb.lines:
+            rb.flat = []
+    if not todo:
+        return out
+    groups = [todo] if len(todo) > 1 else []
+    groups += [[b] for b in todo]
+    done: set[int] = set()
+    for group in groups:
+        if done.issuperset(group):
+            continue
+        lines = [ln for b in group for ln in raws[b].lines]
+        try:
+            frame, _, drift = lines_to_frame(lines, spec)
+        except NotArrowable as exc:
+            if len(group) == 1:
+                log.info("%s.%s %s: record path (%s)", spec.source, spec.name, raws[group[0]].interval.key, exc)
+            continue
+        candidates = list(frame.attrs["present_columns"])
+        sizes = [len(raws[b].lines) for b in group]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        set_any = np.logical_or.reduceat(frame[candidates].notna().to_numpy(), starts, axis=0) \
+            if candidates else np.zeros((len(group), 0), dtype=bool)
+        for k, b in enumerate(group):
+            start, n = int(starts[k]), sizes[k]
+            part = frame.iloc[start:start + n].reset_index(drop=True)
+            present = _slice_present(set_any[k], candidates, raws[b].lines) if len(group) > 1 else set(candidates)
+            out[b] = (part, [c for c in drift if c in present], present)
+            done.add(b)
+    return out
 
 
 def _type_batches(spec: ObjectSpec, raws: list[_RawBatch], suppressor: Any = None) -> list[_TypedBatch]:
-    """Type the records of all batches in one pass (the per-field casting has a fixed cost per
-    call that dominates small batches), then finish each batch on its slice."""
+    """Type the records of all batches in few passes (the per-field casting has a fixed cost per
+    call that dominates small batches), then finish each batch on its slice. Batches of a spec
+    with an Arrow path are typed by pyarrow; the others (and Arrow misfits) record by record."""
     import numpy as np
 
-    all_flat = [f for rb in raws for f in rb.flat]
+    arrow = _arrow_frames(spec, raws) if spec.prepare_table is not None else [None] * len(raws)
+    for rb, a in zip(raws, arrow):
+        if a is None and rb.flat is None:
+            _parse_records(spec, rb, suppressor)
+    py = [b for b, a in enumerate(arrow) if a is None]
+    all_flat = [f for b in py for f in raws[b].flat]
     frame_all, failures_all, drift = records_to_frame_flat(all_flat, spec)
-    owner = np.repeat(np.arange(len(raws)), [len(rb.flat) for rb in raws])
-    starts = np.concatenate([[0], np.cumsum([len(rb.flat) for rb in raws])])
+    sizes = [len(raws[b].flat) for b in py]
+    owner = np.repeat(np.arange(len(py)), sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     fail_owner = owner[failures_all["row"].to_numpy()] if len(failures_all) else np.array([], dtype=int)
     out = []
     for b, rb in enumerate(raws):
-        frame = frame_all.iloc[starts[b]:starts[b + 1]]
-        cast_failures = failures_all[fail_owner == b].copy()
-        cast_failures["row"] = cast_failures["row"] - starts[b]
+        if arrow[b] is not None:
+            frame, batch_drift, present = arrow[b]
+            rb.present = present
+            empty = pd.DataFrame({"row": pd.Series([], dtype="int64"), "field": pd.Series([], dtype="object")})
+            out.append(_finish_typing(spec, rb, frame, empty, batch_drift, suppressor))
+            continue
+        k = py.index(b)
+        frame = frame_all.iloc[starts[k]:starts[k + 1]]
+        cast_failures = failures_all[fail_owner == k].copy()
+        cast_failures["row"] = cast_failures["row"] - starts[k]
         batch_drift = [c for c in drift if c in rb.present]
         out.append(_finish_typing(spec, rb, frame, cast_failures, batch_drift, suppressor))
     return out
@@ -325,52 +445,86 @@ def _rejects(spec: ObjectSpec, prepared: PreparedBatch, interval: Interval, now:
     })
 
 
-def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: list[Interval]) -> list[LoadReport]:
+GROUP_ROWS = 250_000  # landed records validated and written per step (bounded memory)
+
+
+def _groups(zone: LandingZone, spec: ObjectSpec, intervals: list[Interval], max_rows: int) -> list[list[int]]:
+    """Consecutive runs of batches with at most ``max_rows`` landed records (a bigger batch
+    is a group of its own)."""
+    groups: list[list[int]] = []
+    rows = 0
+    for i, iv in enumerate(intervals):
+        m = zone.read_manifest(spec.source, spec.name, iv)
+        n = m.record_count if m is not None else 0
+        if not groups or rows + n > max_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(i)
+        rows += n
+    return groups
+
+
+def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: list[Interval],
+                 group_rows: int | None = None) -> list[LoadReport]:
     """Validate and load landed batches of one object in one transaction.
 
     Batches that pass replace their interval's rows in bronze; a refused batch loads nothing
     (its audit row says why) and, after the others are committed, BatchRefused is raised
-    naming the failed expectations.
+    naming the failed expectations. Batches are read, typed, validated and written in groups
+    of about ``group_rows`` records, inside the one transaction, so memory stays bounded by a
+    group whatever the range.
     """
     if not intervals:
         return []
     from retailpulse.erasure import Suppressor
 
     suppressor = Suppressor.load(wh)  # GDPR erasures: None when nobody is suppressed
-    prepared_all = prepare_batches(zone, spec, intervals, _recent_volume_map(wh, spec, intervals), suppressor)
-    now = dt.datetime.now(dt.timezone.utc)
-    reports, audits, bodies, rejects, refused = [], [], [], [], []
-    for interval, prepared in zip(intervals, prepared_all):
-        zone.write_sidecar(spec.source, spec.name, interval, VALIDATION_SIDECAR, prepared.outcome.to_json())
-        ok = prepared.outcome.success
-        report = LoadReport(
-            source=spec.source, object=spec.name, interval_key=interval.key, batch_id=prepared.batch_id,
-            extracted=prepared.extracted, loaded=len(prepared.frame) if ok else 0,
-            rejected=len(prepared.rejects), duplicates=prepared.duplicates, drift_columns=prepared.drift,
-            status="loaded" if ok else "refused",
-        )
-        reports.append(report)
-        audits.append({**asdict(report), "drift_columns": json.dumps(report.drift_columns),
-                       "critical_failures": json.dumps(prepared.outcome.critical_failures), "loaded_at": now})
-        if ok:
-            bodies.append(_body(prepared, interval, now, spec.source))
-            rejects.append(_rejects(spec, prepared, interval, now))
-        else:
-            refused.append((interval, prepared))
-    loaded_keys = [iv.key for iv, p in zip(intervals, prepared_all) if p.outcome.success]
+    recent = _recent_volume_map(wh, spec, intervals)
+    reports: list[LoadReport] = []
+    refused: list[tuple[Interval, PreparedBatch]] = []
+    scrubs: list[tuple[Interval, PreparedBatch]] = []
     with wh.connect() as con:
-        wh.replace_rows("ops", "load_audit", pd.DataFrame(audits),
-                        where={"source": spec.source, "object": spec.name, "interval_key": [iv.key for iv in intervals]},
-                        con=con)
-        if loaded_keys:
-            frames = [b for b in bodies if len(b)]
-            body = pd.concat(frames, ignore_index=True) if frames else bodies[0]
-            wh.replace_rows("bronze", spec.bronze_table, body, where={"_interval_key": loaded_keys}, con=con)
-            frames = [r for r in rejects if len(r)]
-            rej = pd.concat(frames, ignore_index=True) if frames else rejects[0]
-            wh.replace_rows("bronze", "rejected_records", rej,
-                            where={"source": spec.source, "object": spec.name, "interval_key": loaded_keys}, con=con)
-    _scrub_suppressed(zone, spec, intervals, prepared_all)
+        for group in _groups(zone, spec, intervals, group_rows or GROUP_ROWS):
+            ivs = [intervals[i] for i in group]
+            prepared_all = prepare_batches(zone, spec, ivs, [recent[i] for i in group], suppressor)
+            now = dt.datetime.now(dt.timezone.utc)
+            audits, bodies, rejects = [], [], []
+            for interval, prepared in zip(ivs, prepared_all):
+                zone.write_sidecar(spec.source, spec.name, interval, VALIDATION_SIDECAR, prepared.outcome.to_json())
+                ok = prepared.outcome.success
+                report = LoadReport(
+                    source=spec.source, object=spec.name, interval_key=interval.key, batch_id=prepared.batch_id,
+                    extracted=prepared.extracted, loaded=len(prepared.frame) if ok else 0,
+                    rejected=len(prepared.rejects), duplicates=prepared.duplicates, drift_columns=prepared.drift,
+                    status="loaded" if ok else "refused",
+                )
+                reports.append(report)
+                audits.append({**asdict(report), "drift_columns": json.dumps(report.drift_columns),
+                               "critical_failures": json.dumps(prepared.outcome.critical_failures), "loaded_at": now})
+                if ok:
+                    bodies.append(_body(prepared, interval, now, spec.source))
+                    rejects.append(_rejects(spec, prepared, interval, now))
+                else:
+                    refused.append((interval, prepared))
+                if prepared.scrub_rows:
+                    scrubs.append((interval, prepared))
+            loaded_keys = [iv.key for iv, p in zip(ivs, prepared_all) if p.outcome.success]
+            del prepared_all
+            wh.replace_rows("ops", "load_audit", pd.DataFrame(audits),
+                            where={"source": spec.source, "object": spec.name, "interval_key": [iv.key for iv in ivs]},
+                            con=con)
+            if loaded_keys:
+                frames = [b for b in bodies if len(b)]
+                body = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames or bodies)[0]
+                del bodies, frames
+                wh.replace_rows("bronze", spec.bronze_table, body, where={"_interval_key": loaded_keys}, con=con)
+                del body
+                frames = [r for r in rejects if len(r)]
+                rej = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames or rejects)[0]
+                wh.replace_rows("bronze", "rejected_records", rej,
+                                where={"source": spec.source, "object": spec.name, "interval_key": loaded_keys},
+                                con=con)
+    _scrub_suppressed(zone, spec, [iv for iv, _ in scrubs], [p for _, p in scrubs])
     for r in reports:
         if r.status == "loaded":
             log.info(r.line())

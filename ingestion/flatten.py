@@ -164,3 +164,177 @@ def flat_records_to_frame(flat: list[dict[str, Any]], spec: ObjectSpec) -> tuple
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+# --- the vectorised path (pyarrow) ---------------------------------------------------------------
+class NotArrowable(Exception):
+    """The lines need the per-record path (the reason is in the message)."""
+
+
+def parse_lines(lines: list[bytes], spec: ObjectSpec) -> pa.Table:
+    """Parse NDJSON lines with pyarrow's JSON reader: declared fields with the spec's explicit
+    schema, undeclared ones inferred. Raises NotArrowable on malformed JSON or a type conflict."""
+    import io
+
+    import pyarrow.json as pj
+
+    if spec.arrow_schema is None:
+        raise NotArrowable("no arrow schema")
+    buf = b"\n".join(lines) + b"\n"
+    try:
+        return pj.read_json(
+            io.BytesIO(buf),
+            read_options=pj.ReadOptions(use_threads=True, block_size=max(1 << 20, len(buf) + 1)),
+            parse_options=pj.ParseOptions(explicit_schema=spec.arrow_schema(), unexpected_field_behavior="infer",
+                                          newlines_in_values=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise NotArrowable(str(exc)[:200]) from None
+
+
+def _flatten_table(table: pa.Table, null_structs: frozenset[str]) -> list[tuple[str, pa.ChunkedArray | pa.Array]]:
+    """Struct columns -> ``parent__child`` columns (as :func:`flatten_record`), in order."""
+    out: list[tuple[str, Any]] = []
+
+    def walk(name: str, arr: Any) -> None:
+        if pa.types.is_struct(arr.type):
+            arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+            lname = name.lower()
+            # a null (or empty) object is a column of its own, unless declared "no values"
+            if (arr.type.num_fields == 0 or arr.null_count) and lname not in null_structs:
+                out.append((name, pa.nulls(len(arr), pa.string())))
+            for i in range(arr.type.num_fields):
+                walk(f"{name}__{arr.type.field(i).name}", arr.flatten()[i])
+            return
+        out.append((name, arr))
+
+    for name, col in zip(table.column_names, table.columns):
+        walk(name, col)
+    return out
+
+
+def _json_text(arr: Any) -> pd.Series:
+    """A list / object column as JSON text (as :func:`flatten_record` writes lists)."""
+    import pyarrow.compute as pc
+
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    text = np.full(len(arr), None, dtype=object)
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        lengths = np.asarray(pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False))
+        text[valid & (lengths == 0)] = "[]"
+        todo = np.flatnonzero(valid & (lengths > 0))
+    else:
+        todo = np.flatnonzero(valid)
+    if len(todo):
+        for i, v in zip(todo, arr.take(pa.array(todo)).to_pylist()):
+            text[i] = json.dumps(v, separators=(",", ":"), default=str)
+    return pd.Series(text, dtype="object")
+
+
+def _drift_text(arr: Any) -> pd.Series:
+    """An undeclared column as text: strings as is, other values as JSON (record path rules)."""
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_null(t):
+        return pd.Series([None] * len(arr), dtype="string")
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t):
+        return pd.Series(pc.cast(arr, pa.string()).to_pandas(types_mapper=pd.ArrowDtype).astype("string"))
+    if pa.types.is_boolean(t):
+        return pd.Series(pc.if_else(arr, "true", "false").to_pandas(types_mapper=pd.ArrowDtype).astype("string"))
+    if pa.types.is_floating(t):
+        return pd.Series([None if v is None else json.dumps(v) for v in arr.to_pylist()], dtype="string")
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t):
+        return _json_text(arr).astype("string")
+    raise NotArrowable(f"drift column of type {t}")  # e.g. a timestamp inferred from text
+
+
+def _typed(arr: Any, f: FieldSpec) -> pd.Series:
+    t = f.type
+    if t in ("string", "json") and (pa.types.is_list(arr.type) or pa.types.is_struct(arr.type)):
+        return _json_text(arr).astype("string")
+    if pa.types.is_null(arr.type):
+        series = pd.Series([None] * len(arr), dtype="object")
+        typed, _ = _cast(series, f)
+        return typed
+    if t in ("string", "json") and pa.types.is_string(arr.type):
+        return arr.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
+    if t in ("int", "epoch_us", "epoch_s") and pa.types.is_integer(arr.type):
+        typed = arr.to_pandas(types_mapper={arr.type: pd.Int64Dtype()}.get).astype("Int64")
+        if t == "int":
+            return typed
+        return pd.to_datetime(typed.astype("float64"), unit="s" if t == "epoch_s" else "us", utc=True)
+    if t == "float" and (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
+        return arr.to_pandas().astype("float64")
+    if t == "bool" and pa.types.is_boolean(arr.type):
+        return arr.to_pandas(types_mapper=pd.ArrowDtype).astype("boolean")
+    raise NotArrowable(f"{f.name}: {arr.type} for a {t} field")
+
+
+def lines_to_frame(lines: list[bytes], spec: ObjectSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """:func:`records_to_frame` for landed NDJSON lines, vectorised with pyarrow.
+
+    Same output (typed declared fields, drift columns as text, ``attrs['present_columns']``).
+    A declared field counts as present when a record sets it or its key occurs in the lines
+    (absent and null are the same in Arrow). Raises NotArrowable when a line is not a JSON
+    object or a value needs the per-record casting rules; the caller then uses the record path.
+    """
+    if spec.prepare_table is None:
+        raise NotArrowable("no table prepare")
+    table = parse_lines(lines, spec) if lines else None
+    if table is None or table.num_rows != len(lines):
+        raise NotArrowable("empty batch or row count mismatch")
+    table = spec.prepare_table(table, lines)
+    if table is None:
+        raise NotArrowable("values need the record path")
+    cols: dict[str, Any] = {}
+    for raw_name, arr in _flatten_table(table, spec.null_structs):
+        name = column_name(raw_name)
+        if name not in cols:  # as the record path: the first of colliding names wins
+            cols[name] = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    declared = {f.name for f in spec.fields}
+    blob: bytes | None = None
+    present: set[str] = set()
+    out: dict[str, pd.Series] = {}
+    schema_only = _SCHEMA_ONLY(spec)
+    for f in spec.fields:
+        arr = cols.get(f.name)
+        if arr is None:
+            arr = pa.nulls(len(lines), pa.null())
+        if arr.null_count < len(arr):
+            present.add(f.name)
+        elif f.name in cols and f.name not in schema_only:
+            present.add(f.name)  # inferred from the lines: the key occurs
+        elif f.name in schema_only:
+            if blob is None:
+                blob = b"\n".join(lines)
+            if f'"{f.name.rsplit("__", 1)[-1]}":'.encode() in blob:
+                present.add(f.name)
+        out[f.name] = _typed(arr, f).reset_index(drop=True)
+    drift = [c for c in cols if c not in declared]
+    for c in drift:
+        out[c] = _drift_text(cols[c]).reset_index(drop=True)
+        present.add(c)
+    frame = pd.DataFrame(out)
+    frame.attrs["present_columns"] = sorted(present)
+    return frame, pd.DataFrame({"row": pd.Series([], dtype="int64"), "field": pd.Series([], dtype="object")}), drift
+
+
+def _SCHEMA_ONLY(spec: ObjectSpec) -> set[str]:
+    """Columns that exist because the explicit schema declares them (present or not)."""
+    names: set[str] = set()
+    if spec.arrow_schema is None:
+        return names
+
+    def walk(prefix: str, field: pa.Field) -> None:
+        name = f"{prefix}{field.name}"
+        if pa.types.is_struct(field.type):
+            for i in range(field.type.num_fields):
+                walk(name + "__", field.type.field(i))
+        else:
+            names.add(column_name(name))
+
+    for field in spec.arrow_schema():
+        walk("", field)
+    return names

@@ -99,6 +99,60 @@ class LandingZone:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def write_batch_ndjson(
+        self,
+        source: str,
+        obj: str,
+        interval: Interval,
+        blocks: Iterable[tuple[bytes, bytes | None]],
+        extract_window: Interval | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """:meth:`write_batch` for records that already are NDJSON text: ``blocks`` yields
+        ``(text, gzip_member)`` pairs, ``text`` being whole lines (each ending in a newline, none
+        blank, valid UTF-8). ``gzip_member`` (the same text, gzip-compressed, e.g. the source's
+        own file) is copied as is; without it the text is compressed here. Same file, count and
+        checksum as :meth:`write_batch` would give for those lines."""
+        import zlib
+
+        final = self.batch_dir(source, obj, interval)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{interval.key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            count = 0
+            sha = hashlib.sha256()
+            with open(tmp / PART, "wb") as fh:
+                for text, member in blocks:
+                    if not text:
+                        continue
+                    count += text.count(b"\n")
+                    sha.update(text.replace(b"\n", b""))
+                    if member is None:
+                        comp = zlib.compressobj(5, zlib.DEFLATED, 31)  # gzip wrapper
+                        member = comp.compress(text) + comp.flush()
+                    fh.write(member)
+                if not count:  # an empty batch is still a valid (empty) gzip file
+                    fh.write(gzip.compress(b""))
+            manifest = Manifest(
+                source=source,
+                object=obj,
+                interval_key=interval.key,
+                batch_id=f"{source}-{obj}-{interval.key}-{uuid.uuid4().hex[:8]}",
+                record_count=count,
+                extracted_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                files=[{"name": PART, "rows": count, "sha256": sha.hexdigest()}],
+                extract_window={"start": (extract_window or interval).start.isoformat(),
+                                "end": (extract_window or interval).end.isoformat()},
+                stats=stats or {},
+            )
+            (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+            self._swap(tmp, final)
+            return manifest
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
     @staticmethod
     def _swap(tmp: Path, final: Path) -> None:
         """Replace ``final`` with ``tmp``: rename is atomic on one file system."""
@@ -128,6 +182,12 @@ class LandingZone:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     yield line
+
+    def read_lines(self, source: str, obj: str, interval: Interval) -> list[bytes]:
+        """The landed lines (bytes, without newline, blank lines skipped), read in one go."""
+        path = self.batch_dir(source, obj, interval) / PART
+        data = gzip.decompress(path.read_bytes())
+        return [ln for ln in data.split(b"\n") if ln]
 
     def write_sidecar(self, source: str, obj: str, interval: Interval, name: str, payload: dict[str, Any]) -> Path:
         path = self.batch_dir(source, obj, interval) / name

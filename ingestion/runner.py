@@ -27,7 +27,11 @@ def extract_source(settings: Settings, source: str, interval: Interval, objects:
         for batch in connector.batches(obj, interval):
             window = connector.window(obj, batch, state)
             began = time.monotonic()
-            manifest = zone.write_batch(source, obj, batch, connector.extract(obj, window), extract_window=window)
+            land = getattr(connector, "land", None)  # a connector that lands files in bulk (GA4)
+            if land is not None:
+                manifest = land(zone, obj, batch, window)
+            else:
+                manifest = zone.write_batch(source, obj, batch, connector.extract(obj, window), extract_window=window)
             log.info("extracted %s.%s %s: %d records in %.1fs (window %s)", source, obj, batch.key,
                      manifest.record_count, time.monotonic() - began, window)
             manifests.append(manifest)

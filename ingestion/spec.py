@@ -43,7 +43,13 @@ class ObjectSpec:
     extra: dict[str, str] = field(default_factory=dict)
     # optional per-record reshaping before flattening (e.g. GA4 event_params -> param__<key>);
     # must be pure: the landed record stays untouched
-    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    prepare: Callable[..., dict[str, Any]] | None = None
+    # optional vectorised path (ingestion.flatten.lines_to_frame): the explicit pyarrow JSON
+    # schema of the declared fields, the table-level ``prepare`` (None: use the record path) and
+    # nested objects whose null value is "no values" rather than a column of its own
+    arrow_schema: Callable[[], Any] | None = None
+    prepare_table: Callable[[Any, list[bytes]], Any] | None = None
+    null_structs: frozenset[str] = frozenset()
 
     @property
     def bronze_table(self) -> str:

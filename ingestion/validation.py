@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ingestion.spec import ObjectSpec
@@ -113,6 +114,57 @@ def build_suite(
     return out
 
 
+GX_SAMPLE_ROWS = int(os.environ.get("RETAILPULSE_GX_SAMPLE_ROWS", "20000"))
+
+
+def _label(exp: Any) -> str:
+    cfg = exp.configuration if hasattr(exp, "configuration") else exp
+    kwargs = cfg.kwargs
+    column = kwargs.get("column") or ",".join(c for c in (kwargs.get("column_list") or []) if c != "_batch_no") or None
+    return f"{cfg.type}({column})" if column else cfg.type
+
+
+def row_level_checks(expectations: list[tuple[Any, bool]], data: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The row-level expectations of a suite evaluated with pandas on every row:
+    (label, mask of failing rows) per expectation, same rules as GX's pandas engine (nulls are
+    not checked except by not-null; uniqueness flags every copy)."""
+    out = []
+    for exp, critical in expectations:
+        if critical:
+            continue
+        name = type(exp).__name__
+        kw = exp.configuration.kwargs
+        label = _label(exp)
+        if name == "ExpectCompoundColumnsToBeUnique":
+            cols = list(kw["column_list"])
+            sub = data[cols]
+            ok_rows = sub.notna().all(axis=1)
+            bad = ok_rows & sub.duplicated(keep=False)
+            out.append((label, bad))
+            continue
+        col = data[kw["column"]]
+        present = col.notna()
+        if name == "ExpectColumnValuesToNotBeNull":
+            bad = ~present
+        elif name == "ExpectColumnValuesToBeUnique":
+            bad = present & col.duplicated(keep=False)
+        elif name == "ExpectColumnValuesToMatchRegex":
+            bad = present & ~col.astype(str).str.contains(kw["regex"], regex=True).fillna(False).astype(bool)
+        elif name == "ExpectColumnValuesToBeInSet":
+            bad = present & ~col.isin(list(kw["value_set"]))
+        elif name == "ExpectColumnValuesToBeBetween":
+            num = pd.to_numeric(col, errors="coerce")
+            bad = present & num.isna()
+            if kw.get("min_value") is not None:
+                bad |= present & (num < kw["min_value"])
+            if kw.get("max_value") is not None:
+                bad |= present & (num > kw["max_value"])
+        else:
+            raise ValueError(f"no row-level implementation for {name}")
+        out.append((label, bad.fillna(False).astype(bool)))
+    return out
+
+
 def validate_frame(
     spec: ObjectSpec,
     frame: pd.DataFrame,
@@ -121,8 +173,71 @@ def validate_frame(
     *,
     table_level: bool = True,
     batch_column: str | None = None,
+    sample_rows: int | None = None,
 ) -> ValidationOutcome:
-    """Run the object's suite on ``frame`` (typed, one row per landed record)."""
+    """Validate ``frame`` (typed, one row per landed record) with the object's suite.
+
+    Up to ``sample_rows`` rows (``RETAILPULSE_GX_SAMPLE_ROWS``, 20,000) Great Expectations runs
+    on the whole frame. Above that, the row-level expectations are evaluated on every row with
+    pandas (:func:`row_level_checks`, the same rules) and Great Expectations runs the suite on
+    a sample: the first rows plus the rows the pandas checks flagged (up to the sample size);
+    its result is the batch's Data Docs record and its failing rows are rejected too, so the
+    two engines can only add rejects, never hide one."""
+    limit = GX_SAMPLE_ROWS if sample_rows is None else sample_rows
+    if len(frame) <= limit:
+        return _validate_gx(spec, frame, present_columns, recent_volumes, table_level=table_level,
+                            batch_column=batch_column)
+    volumes = recent_volumes or []
+    expectations = build_suite(spec, present_columns, volumes, table_level=False, batch_column=batch_column)
+    cols = [c for c in frame.columns if c in present_columns]
+    data = frame[cols].reset_index(drop=True)
+    checks = row_level_checks(expectations, data)
+    flagged = np.zeros(len(data), dtype=bool)
+    for _, bad in checks:
+        flagged |= bad.to_numpy()
+    head = np.arange(min(limit, len(data)))
+    extra = np.flatnonzero(flagged)[: limit // 2]
+    sample_pos = np.unique(np.concatenate([head[: limit - len(extra)], extra]))
+    sample = frame.iloc[sample_pos]
+    if batch_column:  # uniqueness is checked on every row above; the sample keeps it per batch
+        pass
+    outcome = _validate_gx(spec, sample, present_columns, recent_volumes, table_level=table_level,
+                           batch_column=batch_column)
+    gx_rejects = {int(sample_pos[pos]): rules for pos, rules in outcome.row_rejects.items()}
+    outcome.row_rejects = {}
+    for label, bad in checks:
+        for pos in np.flatnonzero(bad.to_numpy()):
+            outcome.row_rejects.setdefault(int(pos), []).append(label)
+    disagree = 0
+    for pos, rules in gx_rejects.items():
+        have = outcome.row_rejects.setdefault(pos, [])
+        for r in rules:
+            if r not in have:
+                have.append(r)
+                disagree += 1
+    if disagree:
+        log.warning("%s: Great Expectations rejected %d row/rule pairs the pandas checks did not", spec.suite_name,
+                    disagree)
+    counts = {label: int(bad.sum()) for label, bad in checks}
+    for r in outcome.results:
+        if r["expectation"] in counts and not r["critical"]:
+            r["unexpected_count"] = counts[r["expectation"]]
+            r["success"] = counts[r["expectation"]] == 0 and r["success"]
+    outcome.results.append({"expectation": "gx_sample_rows", "success": True, "critical": False,
+                            "unexpected_count": None, "observed_value": f"{len(sample_pos)} of {len(frame)}"})
+    return outcome
+
+
+def _validate_gx(
+    spec: ObjectSpec,
+    frame: pd.DataFrame,
+    present_columns: set[str],
+    recent_volumes: list[int] | None = None,
+    *,
+    table_level: bool = True,
+    batch_column: str | None = None,
+) -> ValidationOutcome:
+    """Run the object's suite on ``frame`` with Great Expectations (pandas engine)."""
     import great_expectations as gx
 
     _quiet_gx()

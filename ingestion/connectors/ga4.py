@@ -15,8 +15,16 @@ Bronze shape (``prepare``): ``event_params`` are unnested into ``param__<key>`` 
 the one typed value that is set (string, int, float or double); ``event_timestamp`` (µs) becomes
 a timestamp; ``event_key`` identifies the event: a hash of user_pseudo_id, event_timestamp,
 event_name, ga_session_id and the event's position — the export's ``batch_event_index`` when
-present, else a digest of the whole event, so identical duplicate lines share a key (and are
-dropped as duplicates) while distinct events at the same microsecond do not.
+present, else the SHA-256 of the event's landed line (records landed by this project are compact
+JSON in source order), so identical duplicate lines share a key (and are dropped as duplicates)
+while distinct events at the same microsecond do not.
+
+Scale: extraction copies the export's gzip members byte for byte into the landing zone when
+they are clean NDJSON (else the records are re-serialised one by one), and the loader reads a
+landed day with pyarrow (:func:`prepare_table`: ``event_params`` unnested with Arrow compute,
+event keys hashed per line). Anything the Arrow path cannot represent exactly (an int sent as a
+string, a malformed ``event_params``, a drift value that looks like a timestamp) makes the day
+fall back to the per-record path (:func:`prepare_event`), which has the same semantics.
 """
 
 from __future__ import annotations
@@ -137,17 +145,32 @@ def _drop_null_structs(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def event_key(rec: dict[str, Any], session_id: Any) -> str:
-    position = rec.get("batch_event_index")
-    if position is None:
-        position = hashlib.sha256(json.dumps(rec, sort_keys=True, separators=(",", ":"), default=str)
-                                  .encode()).hexdigest()
-    parts = (rec.get("user_pseudo_id"), rec.get("event_timestamp"), rec.get("event_name"), session_id, position)
+def landed_line(rec: dict[str, Any]) -> bytes:
+    """The line the landing zone writes for ``rec`` (compact JSON, source key order)."""
+    from ingestion.landing import _json_default
+
+    return json.dumps(rec, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def line_digest(line: bytes | str) -> str:
+    return hashlib.sha256(line.encode() if isinstance(line, str) else line).hexdigest()
+
+
+def _key(parts: tuple[Any, ...]) -> str:
     return hashlib.sha256("|".join("" if p is None else str(p) for p in parts).encode()).hexdigest()[:32]
 
 
-def prepare_event(rec: dict[str, Any]) -> dict[str, Any]:
-    """Export event -> bronze shape (pure: the landed record is not modified)."""
+def event_key(rec: dict[str, Any], session_id: Any, line: bytes | str | None = None) -> str:
+    """``line``: the landed line of ``rec`` (default: as the landing zone would write it)."""
+    position = rec.get("batch_event_index")
+    if position is None:
+        position = line_digest(line if line is not None else landed_line(rec))
+    return _key((rec.get("user_pseudo_id"), rec.get("event_timestamp"), rec.get("event_name"), session_id, position))
+
+
+def prepare_event(rec: dict[str, Any], line: bytes | str | None = None) -> dict[str, Any]:
+    """Export event -> bronze shape (pure: the landed record is not modified). ``line``: the
+    landed line the record was read from (its digest is the event's position in the key)."""
     out = _drop_null_structs(rec)
     params = out.get("event_params")
     session_id = None
@@ -162,8 +185,140 @@ def prepare_event(rec: dict[str, Any]) -> dict[str, Any]:
                 out[name] = value
         session_id = out.get("param__ga_session_id")
     # a malformed event_params (not a list) stays as a column of its own: nothing is hidden
-    out["event_key"] = event_key(rec, session_id)
+    out["event_key"] = event_key(rec, session_id, line)
     return out
+
+
+# --- the Arrow path (loader) ------------------------------------------------------------------
+_VALUE_SLOTS = ("string_value", "int_value", "float_value", "double_value")
+_ARROW_TYPES = {"string": "string", "int": "int64", "epoch_us": "int64", "epoch_s": "int64", "float": "float64"}
+
+
+def arrow_schema() -> Any:
+    """Explicit pyarrow JSON schema of the declared export fields (others are inferred)."""
+    import pyarrow as pa
+
+    tree: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.name.startswith("param__") or f.name in ("event_key", "items", "user_properties"):
+            continue
+        node = tree
+        parts = f.name.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = pa.type_for_alias(_ARROW_TYPES[f.type])
+
+    def build(node: dict[str, Any]) -> list[Any]:
+        return [pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v) for k, v in node.items()]
+
+    value = pa.struct([("string_value", pa.string()), ("int_value", pa.int64()),
+                       ("float_value", pa.float64()), ("double_value", pa.float64())])
+    fields = build(tree)
+    fields.insert(3, pa.field("event_params", pa.list_(pa.struct([("key", pa.string()), ("value", value)]))))
+    return pa.schema(fields)
+
+
+def _float_text(values: Any) -> list[Any]:
+    return [None if v is None else json.dumps(v) for v in values.to_pylist()]
+
+
+def prepare_table(table: Any, lines: list[bytes]) -> Any:
+    """:func:`prepare_event` for a whole pyarrow table parsed from ``lines`` (one row per line):
+    ``event_params`` -> ``param__<key>`` columns, ``event_key``. Returns None when a value needs
+    the per-record path (a declared param of another type than declared, a string int)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if "event_params" not in table.column_names:
+        return None
+    ep = table.column("event_params").combine_chunks()
+    if not pa.types.is_list(ep.type):
+        return None
+    declared = {f.name: f for f in PARAMS}
+    flat = pc.list_flatten(ep)
+    parents = np.asarray(pc.list_parent_indices(ep).to_numpy(zero_copy_only=False), dtype=np.int64)
+    keys = flat.field("key")
+    slots = pc.struct_field(flat, "value").flatten() if len(flat) else [pa.nulls(0, t) for t in
+                                                                             (pa.string(), pa.int64(), pa.float64(), pa.float64())]
+    slot = np.full(len(flat), -1, dtype=np.int8)  # the first set value slot of each param
+    for i in range(3, -1, -1):
+        set_ = np.asarray(slots[i].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        slot[set_] = i
+    key_np = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
+    valid_key = np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    cols: dict[str, Any] = {}
+    for k in pc.unique(keys.filter(keys.is_valid())).to_pylist():
+        name = "param__" + k
+        if name in table.column_names:
+            return None  # a top-level field named like a param: rare, keep the per-record rules
+        sel = np.flatnonzero(valid_key & (key_np == k) & (slot >= 0))
+        # first occurrence with a value per event wins
+        ev, first = np.unique(parents[sel], return_index=True)
+        pos = sel[first]
+        used = slot[pos]
+        spec = declared.get(name)
+        if spec is not None and spec.type in ("int", "float"):
+            allowed = (1,) if spec.type == "int" else (1, 2, 3)
+            if not np.isin(used, allowed).all():
+                return None
+            if spec.type == "int":
+                vals = slots[1].take(pa.array(pos)).to_numpy(zero_copy_only=False)
+                full = np.zeros(n, dtype=np.int64)
+            else:
+                picked = [pc.cast(slots[j].take(pa.array(pos)), pa.float64()) for j in (1, 2, 3)]
+                vals = pc.coalesce(*picked).to_numpy(zero_copy_only=False)
+                full = np.zeros(n, dtype=np.float64)
+            full[ev] = vals
+            mask = np.ones(n, dtype=bool)
+            mask[ev] = False
+            cols[name] = pa.array(full, mask=mask)
+            continue
+        if spec is not None and not (used == 0).all():
+            return None  # a number in a declared string param: str() rules of the record path
+        text = np.full(n, None, dtype=object)
+        for j in (0, 1, 2, 3):
+            at = used == j
+            if not at.any():
+                continue
+            got = slots[j].take(pa.array(pos[at]))
+            text[ev[at]] = got.to_pylist() if j == 0 else (
+                pc.cast(got, pa.string()).to_pylist() if j == 1 else _float_text(got))
+        cols[name] = pa.array(text, type=pa.string())
+    out = table.drop_columns(["event_params"])
+    if ep.null_count:
+        out = out.append_column("event_params", pa.nulls(n, pa.string()))  # as the record path: kept, empty
+    for name, arr in cols.items():
+        out = out.append_column(name, arr)
+
+    def text(col: str) -> list[Any]:
+        if col not in out.column_names:
+            return [None] * n
+        c = out.column(col)
+        if pa.types.is_null(c.type):
+            return [None] * n
+        if not (pa.types.is_string(c.type) or pa.types.is_integer(c.type)):
+            raise _Fallback
+        return pc.cast(c, pa.string()).to_pylist()
+
+    try:
+        session = text("param__ga_session_id")
+        position = text("batch_event_index")
+        upid, ts, name = text("user_pseudo_id"), text("event_timestamp"), text("event_name")
+    except _Fallback:
+        return None
+    sha = hashlib.sha256
+    keys_out = [
+        sha(f"{'' if a is None else a}|{'' if b is None else b}|{'' if c is None else c}|"
+            f"{'' if d is None else d}|{sha(ln).hexdigest() if e is None else e}".encode()).hexdigest()[:32]
+        for a, b, c, d, e, ln in zip(upid, ts, name, session, position, lines)
+    ]
+    return out.append_column("event_key", pa.array(keys_out, type=pa.string()))
+
+
+class _Fallback(Exception):
+    pass
 
 
 SPECS: dict[str, ObjectSpec] = {
@@ -176,6 +331,9 @@ SPECS: dict[str, ObjectSpec] = {
         min_volume_ratio=0.1,
         extra={"volume_check": "non_empty"},
         prepare=prepare_event,
+        arrow_schema=arrow_schema,
+        prepare_table=prepare_table,
+        null_structs=frozenset(_STRUCTS - _DECLARED),
         description="GA4 BigQuery-export events, one row per event, event_params unnested",
     ),
 }
@@ -220,29 +378,84 @@ class GA4Connector(Connector):
     # --- reading ----------------------------------------------------------------------------
     def day_files(self, day: dt.date) -> list[str]:
         stamp = day.strftime("%Y%m%d")
+        listing = getattr(self, "_listing", None)
+        if listing is None:
+            # one listing per connector (= per extract run): a glob per day costs as much as the
+            # whole listing on a folder with years of daily files
+            try:
+                names = self.fs.glob(f"{self.root}/events_*")
+            except (OSError, ValueError) as exc:
+                raise ConnectorError(f"cannot list GA4 export files in {_safe_url(self.settings.ga4_export_url)}: "
+                                     f"{type(exc).__name__}") from None
+            listing = {}
+            for name in sorted(names):
+                m = _SHARD.match(name.rsplit("/", 1)[-1])
+                if m:
+                    listing.setdefault(m.group(1), []).append(name)
+            self._listing = listing
+        return list(listing.get(stamp, []))
+
+    def land(self, zone: Any, obj: str, batch: Interval, window: Interval) -> Any:
+        """Land the export files of ``window``'s days as one batch. A gzip NDJSON file whose
+        lines are clean (no blank or padded lines, valid UTF-8, a final newline) is copied byte
+        for byte; other files are read record by record (:meth:`extract`) and re-serialised."""
+        return zone.write_batch_ndjson(self.source, obj, batch, self._blocks(window), extract_window=window)
+
+    def _blocks(self, window: Interval) -> Iterator[tuple[bytes, bytes | None]]:
+        from ingestion.landing import _json_default
+
+        for day in window.days():
+            files = self.day_files(day)
+            if not files:
+                self._missing(day)
+                continue
+            for path in files:
+                raw = self._raw_gzip(path)
+                if raw is not None:
+                    yield raw
+                    continue
+                lines = []
+                for rec in self._read(path):
+                    lines.append(json.dumps(rec, default=_json_default, separators=(",", ":"), ensure_ascii=False))
+                    if len(lines) >= 20_000:
+                        yield ("\n".join(lines) + "\n").encode(), None
+                        lines = []
+                if lines:
+                    yield ("\n".join(lines) + "\n").encode(), None
+
+    def _raw_gzip(self, path: str) -> tuple[bytes, bytes] | None:
+        name = path.rsplit("/", 1)[-1]
         try:
-            names = self.fs.glob(f"{self.root}/events_{stamp}*")
-        except (OSError, ValueError) as exc:
-            raise ConnectorError(f"cannot list GA4 export files in {_safe_url(self.settings.ga4_export_url)}: "
-                                 f"{type(exc).__name__}") from None
-        picked = []
-        for name in sorted(names):
-            base = name.rsplit("/", 1)[-1]
-            m = _SHARD.match(base)
-            if m and m.group(1) == stamp:
-                picked.append(name)
-        return picked
+            with self.fs.open(path, "rb") as fh:
+                member = fh.read()
+        except OSError as exc:
+            raise ConnectorError(f"cannot read GA4 export file {name}: {type(exc).__name__}: {exc}") from None
+        if member[:2] != b"\x1f\x8b":
+            return None
+        try:
+            text = gzip.decompress(member)
+            text.decode("utf-8")
+        except (OSError, EOFError, UnicodeDecodeError, ValueError):
+            return None  # the record path reports truncation; bad UTF-8 is replaced there
+        if not text:
+            return b"", None
+        clean = (text.endswith(b"\n") and not text.startswith((b"\n", b" ", b"\t")) and b"\r" not in text
+                 and not any(bad in text for bad in (b"\n\n", b" \n", b"\n ", b"\t\n", b"\n\t")))
+        return (text, member) if clean else None
+
+    def _missing(self, day: dt.date) -> None:
+        horizon = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=LATE_DAYS)
+        if day < horizon:
+            log.warning("ga4: no export file events_%s in %s (day is past the %d-day late-data horizon)",
+                        day.strftime("%Y%m%d"), _safe_url(self.settings.ga4_export_url), LATE_DAYS)
+        else:
+            log.info("ga4: no export file for %s yet", day)
 
     def extract(self, obj: str, window: Interval) -> Iterator[dict[str, Any] | str]:
         for day in window.days():
             files = self.day_files(day)
             if not files:
-                horizon = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=LATE_DAYS)
-                if day < horizon:
-                    log.warning("ga4: no export file events_%s in %s (day is past the %d-day late-data horizon)",
-                                day.strftime("%Y%m%d"), _safe_url(self.settings.ga4_export_url), LATE_DAYS)
-                else:
-                    log.info("ga4: no export file for %s yet", day)
+                self._missing(day)
                 continue
             for path in files:
                 yield from self._read(path)
