@@ -200,8 +200,9 @@ def _flatten_table(table: pa.Table, null_structs: frozenset[str]) -> list[tuple[
         if pa.types.is_struct(arr.type):
             arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
             lname = name.lower()
-            # a null (or empty) object is a column of its own, unless declared "no values"
-            if (arr.type.num_fields == 0 or arr.null_count) and lname not in null_structs:
+            # an empty object is a column of its own (as in flatten_record); a null object next to
+            # non-empty ones cannot be told from an absent one in Arrow: its children carry it
+            if arr.type.num_fields == 0 and lname not in null_structs:
                 out.append((name, pa.nulls(len(arr), pa.string())))
             for i in range(arr.type.num_fields):
                 walk(f"{name}__{arr.type.field(i).name}", arr.flatten()[i])

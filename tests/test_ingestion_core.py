@@ -148,3 +148,24 @@ def test_many_batches_validate_in_one_pass_and_map_rejects_back(settings):
     assert rejected == [(days[1].key, 10, "expect_column_values_to_match_regex(currency)")]
     audit = dict(wh.query("select interval_key, status from ops.load_audit"))
     assert audit == {days[0].key: "loaded", days[1].key: "loaded", days[2].key: "refused"}
+
+
+def test_pandas_row_checks_agree_with_great_expectations():
+    """Above the GX sample size the row-level rules run in pandas: same rows, same labels."""
+    from ingestion.connectors.stripe import SPECS
+    from ingestion.flatten import records_to_frame
+    from ingestion.validation import validate_frame
+
+    spec = SPECS["charges"]
+    recs = [charge(i) for i in range(60)]
+    recs[3]["currency"] = "dollars"
+    recs[7]["id"] = None
+    recs[11]["amount"] = -5
+    recs[12]["id"] = recs[13]["id"]
+    frame, _, _ = records_to_frame(recs, spec)
+    present = set(frame.attrs["present_columns"])
+    full = validate_frame(spec, frame, present, sample_rows=1000)     # GX on every row
+    sampled = validate_frame(spec, frame, present, sample_rows=10)    # pandas rules + GX sample
+    assert full.row_rejects and sorted(full.row_rejects) == sorted(sampled.row_rejects)
+    for row, rules in full.row_rejects.items():
+        assert sorted(rules) == sorted(sampled.row_rejects[row])
