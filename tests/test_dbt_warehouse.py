@@ -322,6 +322,39 @@ def test_support_cases(built: Built):
     assert cases["customer_id"].notna().mean() > 0.95
 
 
+def test_customers_keep_their_id_when_new_data_arrives(built: Built, tmp_path):
+    """Identity resolved 60 days before the world's end, then with all the data: an identifier's
+    customer_id only changes when its customer merged with another one (new evidence), and then it
+    takes the id of one of the merged customers — ids are never re-minted."""
+    import datetime as dt
+
+    from retailpulse.dbt_runner import run_dbt
+    from retailpulse.warehouse import get_warehouse
+    from tests.dbt_fixtures import _settings, load_bronze
+
+    earlier = _settings(tmp_path)
+    release_dbt_duckdb()
+    load_bronze(earlier, built.world, frames=built.bronze.as_of(built.bronze.end - dt.timedelta(days=60)))
+    run_dbt(earlier, ["seed"])
+    run_dbt(earlier, ["run", "--select", "+customer_identity_map"])
+    release_dbt_duckdb()
+    sql = "select identifier_key, customer_id from gold.customer_identity_map where customer_id is not null"
+    before = get_warehouse(earlier).query_df(sql)
+    after = _df(built, sql)
+    j = before.merge(after, on="identifier_key", suffixes=("_before", "_after"))
+    assert len(j) == len(before) > 5_000  # no identifier of the earlier run is lost
+    changed = j[j["customer_id_before"] != j["customer_id_after"]]
+    # a change is a merge: the new id is an id the earlier run had already minted
+    assert changed["customer_id_after"].isin(set(before["customer_id"])).all(), changed.head()
+    # and every customer of the earlier run either kept its id or was merged into one that did
+    survivors = set(after["customer_id"])
+    assert changed["customer_id_before"].map(lambda c: c not in survivors).all()
+    share = changed["customer_id_before"].nunique() / before["customer_id"].nunique()
+    print(f"\n{before['customer_id'].nunique()} customers 60 days before the end; "
+          f"{changed['customer_id_before'].nunique()} ({share:.2%}) merged into another with new data")
+    assert share < 0.02
+
+
 def test_daily_runs_equal_a_full_refresh(built: Built):
     """Gold after the incremental path == gold after rebuilding every model from scratch."""
     from retailpulse.dbt_runner import run_dbt

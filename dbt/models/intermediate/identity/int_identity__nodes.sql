@@ -1,7 +1,11 @@
 -- Every identifier in the identity graph, with the key that picks a component's anchor: the
 -- smallest label_key = tier (1 source records and login ids, 2 e-mails, 3 devices), then the
--- earliest first-seen time, then the id. So a person's customer_id (a hash of the anchor)
--- stays the same as new data arrives, as long as their earliest record stays theirs.
+-- first-seen day, then the source (Stripe, CRM, imported logs before GA4 login ids), then the
+-- first-seen time, then the id. So a person's customer_id (a hash of the anchor) stays the same
+-- as new data arrives, as long as their earliest record stays theirs; the day comes before the
+-- source so that a GA4 login landed late (the export re-reads 3 days) cannot displace the Stripe
+-- or CRM record the same person created that day. Fixed width: 1 + 12 + 1 + 12 characters, then
+-- the node id (int_identity__resolved strips the first 26).
 {{ config(materialized='table') }}
 
 with records as (
@@ -86,6 +90,15 @@ select
         when identifier_type = 'email' then '2'
         when identifier_type = 'ga4_user_pseudo_id' then '3'
         else '1'
+    end
+    || lpad(cast(coalesce({{ epoch_seconds(dbt.date_trunc('day', 'first_seen_at')) }}, 99999999999)
+        as {{ dbt.type_string() }}), 12, '0')
+    || case identifier_type
+        when 'stripe_customer' then '1'
+        when 'sf_contact' then '2'
+        when 'imported_customer' then '3'
+        when 'sf_lead' then '4'
+        else '5'
     end
     || lpad(cast(coalesce({{ epoch_seconds('first_seen_at') }}, 99999999999) as {{ dbt.type_string() }}), 12, '0')
     || node_id as label_key

@@ -86,8 +86,9 @@ resolved as (
         nodes.first_seen_at,
         exact.exact_label,
         merged.component_label as customer_label,
-        -- anchor = the label without its tier (1 char) and first-seen epoch (12 chars)
-        substr(merged.component_label, 14) as anchor_node_id,
+        -- anchor = the label without its tier, first-seen day, source rank and first-seen epoch
+        -- (1 + 12 + 1 + 12 characters, see int_identity__nodes)
+        substr(merged.component_label, 27) as anchor_node_id,
         substr(merged.component_label, 1, 1) as anchor_tier
     from nodes
     inner join exact on nodes.node_id = exact.node_id
