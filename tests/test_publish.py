@@ -3,9 +3,11 @@ the Postgres BI role (SELECT on gold only) and the optional BI copy in Postgres.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 import os
 import stat
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -117,41 +119,44 @@ def test_serving_copy_is_gold_only_read_only_and_has_parquet(settings):
     assert len([p for p in settings.serving_path.iterdir() if p.name.startswith("parquet-")]) == 1
 
 
-def _reader(path: str, stop_at: float, out) -> None:  # runs in a separate process
-    import duckdb
+_READER = r"""
+import json, os, sys, time
+import duckdb
 
-    reads, errors, generations = 0, [], set()
-    while time.time() < stop_at:
-        if not os.path.exists(path):
-            continue
+path, stop_at = sys.argv[1], float(sys.argv[2])
+reads, errors, generations = 0, [], set()
+while time.time() < stop_at:
+    if not os.path.exists(path):
+        continue
+    try:
+        con = duckdb.connect(path, read_only=True)
         try:
-            con = duckdb.connect(path, read_only=True)
-            try:
-                rows = con.execute(
-                    "select (select min(generation) from gold.fct_orders), (select max(generation) from gold.fct_orders), "
-                    "(select count(*) from gold.fct_orders), (select min(generation) from gold.dim_customers), "
-                    "(select max(generation) from gold.dim_customers)").fetchone()
-            finally:
-                con.close()
-            lo, hi, n, clo, chi = rows
-            if not (lo == hi == clo == chi) or n != 2000:
-                errors.append(f"mixed or partial copy: {rows}")
-            generations.add(lo)
-            reads += 1
-        except Exception as exc:  # noqa: BLE001 - every failure to read is what the test looks for
-            errors.append(f"{type(exc).__name__}: {exc}")
-    out.put((reads, errors[:5], len(errors), sorted(generations)))
+            rows = con.execute(
+                "select (select min(generation) from gold.fct_orders), (select max(generation) from gold.fct_orders), "
+                "(select count(*) from gold.fct_orders), (select min(generation) from gold.dim_customers), "
+                "(select max(generation) from gold.dim_customers)").fetchone()
+        finally:
+            con.close()
+        lo, hi, n, clo, chi = rows
+        if not (lo == hi == clo == chi) or n != 2000:
+            errors.append(f"mixed or partial copy: {rows}")
+        generations.add(lo)
+        reads += 1
+    except Exception as exc:  # every failure to read is what the test looks for
+        errors.append(f"{type(exc).__name__}: {exc}")
+print(json.dumps([reads, errors[:5], len(errors), sorted(generations)]))
+"""
 
 
 def test_readers_never_see_a_half_written_serving_file(settings):
+    # The reader is a separate interpreter (not multiprocessing): spawn re-imports the parent's
+    # __main__, which other tests in the same session (Streamlit's AppTest) replace with a script.
     wh = get_warehouse(settings)
     _gold(wh, 0)
     publish_gold(settings)
     path = str(settings.serving_path / "retailpulse_serving.duckdb")
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_reader, args=(path, time.time() + 12, out))
-    proc.start()
+    proc = subprocess.Popen([sys.executable, "-c", _READER, path, str(time.time() + 12)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         published = 0
         deadline = time.time() + 9
@@ -159,11 +164,12 @@ def test_readers_never_see_a_half_written_serving_file(settings):
             published += 1
             _gold(wh, published)
             publish_gold(settings)
-        reads, errors, n_errors, generations = out.get(timeout=60)
+        stdout, stderr = proc.communicate(timeout=90)
     finally:
-        proc.join(timeout=30)
-        if proc.is_alive():
+        if proc.poll() is None:
             proc.kill()
+    assert proc.returncode == 0, stderr
+    reads, errors, n_errors, generations = json.loads(stdout.strip().splitlines()[-1])
     assert n_errors == 0, errors
     assert reads > 20
     assert len(generations) >= 2, "the reader saw successive publishes"
