@@ -147,13 +147,23 @@ def flat_records_to_frame(flat: list[dict[str, Any]], spec: ObjectSpec) -> tuple
     raw = raw.loc[:, ~raw.columns.duplicated()]
     out = pd.DataFrame(index=raw.index)
     failures: list[tuple[int, str]] = []
+    # A declared scalar field sent as a JSON object was flattened into <field>__<key> columns:
+    # that is a malformed value of the declared field (a reasoned reject), not schema drift.
+    declared = {f.name for f in spec.fields}
+    scalars = [f.name for f in spec.fields if f.type != "json"
+               and not any(d.startswith(f.name + "__") for d in declared)]
+    for name in scalars:
+        children = [c for c in raw.columns if c.startswith(name + "__") and c not in declared]
+        if children:
+            broken = raw[children].notna().any(axis=1)
+            failures.extend((int(i), name) for i in raw.index[broken.to_numpy()])
+            raw = raw.drop(columns=children)
     for f in spec.fields:
         col = raw[f.name] if f.name in raw.columns else pd.Series([None] * len(raw), index=raw.index, dtype="object")
         col = col.astype("object").where(col.notna(), None)
         typed, bad = _cast(col, f)
         out[f.name] = typed
         failures.extend((int(i), f.name) for i in raw.index[bad.to_numpy()])
-    declared = {f.name for f in spec.fields}
     drift = [c for c in raw.columns if c not in declared]
     for c in drift:
         out[c] = raw[c].map(lambda v: v if isinstance(v, str) else json.dumps(v, default=str), na_action="ignore").astype("string")
