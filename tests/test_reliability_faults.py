@@ -62,9 +62,9 @@ def _delivered(server) -> dict[str, collections.Counter]:
 
 def _declared_fields_split_into_objects(settings, source: str) -> int:
     """Bronze rows where a declared scalar field arrived as a JSON object (Salesforce's malformed
-    variant ``{"broken": true}``): flattening turns it into a drift column ``<field>__broken`` and
-    loads the row with the field NULL instead of rejecting it. KNOWN GAP, see
-    test_declared_scalar_field_sent_as_an_object_is_rejected below."""
+    variant ``{"broken": true}``) and was loaded as a drift column ``<field>__broken`` with the
+    field NULL instead of being rejected (must be none; see
+    test_declared_scalar_field_sent_as_an_object_is_rejected below)."""
     from ingestion.connectors import get_specs
 
     wh = get_warehouse(settings)
@@ -81,9 +81,8 @@ def _declared_fields_split_into_objects(settings, source: str) -> int:
 
 
 def _unvalidated_event_emails(settings, source: str) -> int:
-    """Stripe events whose customer e-mail arrived malformed ("not an email@@"): the events spec
-    declares data__object__email without the e-mail pattern the customers spec checks, so the
-    event is loaded. KNOWN GAP (reported): dbt reads customers' e-mails from events too."""
+    """Stripe events loaded with a malformed customer e-mail ("not an email@@"); must be none: the
+    events spec checks the e-mail pattern the customers spec checks (dbt reads e-mails from events too)."""
     if source != "stripe":
         return 0
     return get_warehouse(settings).scalar(
@@ -115,8 +114,8 @@ def test_faults_are_survived_and_every_reject_is_explained(faulty, settings_fact
         dups = rules.pop("duplicate_record", 0)
         assert dups == delivered[source]["duplicate"], (source, rules, delivered[source])
         split = _declared_fields_split_into_objects(s, source) + _unvalidated_event_emails(s, source)
-        # each delivered malformed record is rejected with its reason (or loaded: the two known
-        # gaps counted in ``split``);
+        assert split == 0, (source, split)  # no malformed record reached bronze
+        # each delivered malformed record is rejected with its reason;
         # a drifted record may be rejected too (Salesforce drift deletes a random field, which
         # can be a required one, or turns a NULL into ""), never anything else
         extra = sum(rules.values()) + split - delivered[source]["malformed"]
