@@ -64,9 +64,10 @@ def retailpulse_daily():
         from retailpulse.pipeline import stage_extract
 
         settings = _settings()
+        interval = _interval()  # a bad run conf fails every extract, configured or not
         if not is_configured(source, settings):
             raise AirflowSkipException(f"{source} is not configured (no credentials or location); skipped")
-        return stage_extract(settings, source, _interval())
+        return stage_extract(settings, source, interval)
 
     @task(pool=WAREHOUSE_POOL)
     def load(source: str) -> list:
@@ -91,7 +92,10 @@ def retailpulse_daily():
 
         path = run_results_path(_settings().data_path, get_current_context()["run_id"])
         if not path.exists():
-            raise AirflowSkipException("dbt build left no results for this run (see dbt.build)")
+            # dbt.build did not run (an upstream extract or load failed) or died before writing
+            # results: fail, so that the run fails instead of ending "success" with skipped leaves
+            raise AirflowFailException("dbt build left no results for this run: an upstream task failed "
+                                       "or dbt.build crashed (see its log)")
         node = DbtNode(unique_id, unique_id.split(".")[-1], resource_type, (), tuple(tests))
         try:
             report = node_report(json.loads(path.read_text()), node)

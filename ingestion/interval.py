@@ -13,7 +13,11 @@ def to_utc(value: dt.datetime | dt.date | str) -> dt.datetime:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # a plain datetime even from a subclass (Airflow passes pendulum DateTimes, whose
+        # arithmetic with a stdlib tzinfo yields naive values)
+        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                           value.microsecond, tzinfo=UTC)
     return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 

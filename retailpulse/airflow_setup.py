@@ -103,6 +103,20 @@ def load_dag(settings: Settings, dag_id: str = DAG_ID) -> Any:
     return bag.dags[dag_id]
 
 
+def _check_run(settings: Settings, dr: Any, what: str) -> str:
+    state = str(getattr(dr, "state", "unknown"))
+    if "success" not in state:
+        failed = []
+        try:
+            failed = [ti.task_id for ti in dr.get_task_instances() if str(ti.state) in ("failed", "upstream_failed", "TaskInstanceState.FAILED")]
+        except Exception:
+            pass
+        alerts = settings.data_path / "alerts.log"
+        hint = f"; see {alerts}" if alerts.exists() else ""
+        raise AirflowError(f"retailpulse_daily {what} ended {state}" + (f" (failed: {', '.join(failed)})" if failed else "") + hint)
+    return state
+
+
 def run_daily(settings: Settings, start: dt.date, end: dt.date, conf: dict[str, Any] | None = None) -> str:
     """Run retailpulse_daily once, in-process, for the inclusive dates start..end.
 
@@ -114,14 +128,18 @@ def run_daily(settings: Settings, start: dt.date, end: dt.date, conf: dict[str, 
     # (dag.test replaces an existing run with the same logical date)
     logical = dt.datetime.now(dt.timezone.utc)
     dr = dag.test(logical_date=logical, run_conf=run_conf)
-    state = str(getattr(dr, "state", "unknown"))
-    if "success" not in state:
-        failed = []
-        try:
-            failed = [ti.task_id for ti in dr.get_task_instances() if str(ti.state) in ("failed", "upstream_failed", "TaskInstanceState.FAILED")]
-        except Exception:
-            pass
-        alerts = settings.data_path / "alerts.log"
-        hint = f"; see {alerts}" if alerts.exists() else ""
-        raise AirflowError(f"retailpulse_daily {start}..{end} ended {state}" + (f" (failed: {', '.join(failed)})" if failed else "") + hint)
-    return state
+    return _check_run(settings, dr, f"{start}..{end}")
+
+
+def run_scheduled_day(settings: Settings, day: dt.date) -> tuple[str, dt.datetime, dt.datetime]:
+    """Run retailpulse_daily in-process as the scheduler would for ``day``: no conf, the dates
+    come from the timetable's data interval (midnight to midnight UTC).
+
+    Returns (state, data_interval_start, data_interval_end); raises AirflowError on failure.
+    """
+    dag = load_dag(settings)
+    # a daily cron data-interval timetable gives a run at ``day + 1`` 00:00 the interval of ``day``
+    run_after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
+    dr = dag.test(logical_date=run_after)
+    state = _check_run(settings, dr, f"scheduled run for {day}")
+    return state, dr.data_interval_start, dr.data_interval_end

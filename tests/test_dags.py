@@ -222,3 +222,28 @@ def test_the_serving_check_compares_the_copy_with_what_publish_announced(setting
     assert json.loads((settings.data_path / "serving_freshness.json").read_text())["tables"] == 1
     with pytest.raises(RuntimeError, match="fct_orders has 20 rows, publish announced 21; kpi_daily missing"):
         check_serving_copy(settings, {"fct_orders": 21, "kpi_daily": 5})
+
+
+def test_a_failed_extract_fails_the_run_and_nothing_is_published(settings, monkeypatch, manifest):
+    """No successful-looking run with skipped leaves: when the extracts fail, dbt.build never runs,
+    its model tasks fail for want of results, ML and publish are upstream_failed and the run fails.
+    (A bad run conf makes every extract fail at once; retries are switched off for the test.)"""
+    from retailpulse.airflow_setup import apply_env, load_dag
+
+    for key, value in {"RETAILPULSE_DATA_DIR": settings.data_dir, "RETAILPULSE_WAREHOUSE_PATH": settings.warehouse_path,
+                       "RETAILPULSE_SERVING_DIR": settings.serving_dir}.items():
+        monkeypatch.setenv(key, str(value))
+    apply_env(settings)
+    dag = load_dag(settings)
+    for t in dag.tasks:
+        t.retries = 0
+    dr = dag.test(logical_date=dt.datetime.now(dt.timezone.utc), run_conf={"start": "2025-02-30", "end": "2025-03-01"})
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert "failed" in str(dr.state), states
+    assert all("failed" in v for k, v in states.items() if k.startswith("extract_")), states
+    assert "upstream_failed" in states["dbt.build"]
+    assert "upstream_failed" in states["ml_score"] and "upstream_failed" in states["publish"], states
+    reports = [k for k in states if k.startswith("dbt.") and k != "dbt.build"]
+    assert reports and not any("success" in states[k] or "skipped" in states[k] for k in reports), states
+    assert not (settings.serving_dir / "retailpulse_serving.duckdb").exists()
+    assert "retailpulse_daily task extract_stripe failed" in (settings.data_dir / "alerts.log").read_text()

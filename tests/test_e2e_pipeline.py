@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 UTC = dt.timezone.utc
-LAST_DAYS = [dt.date(2025, 12, 30), dt.date(2025, 12, 31)]
+LAST_DAYS = [dt.date(2025, 12, 29), dt.date(2025, 12, 30), dt.date(2025, 12, 31)]  # scheduled daily runs
 
 
 @contextmanager
@@ -125,20 +125,30 @@ def test_gold_revenue_equals_what_stripe_served(full_run):
     assert served["orders"] > 1000  # the small world really has data
 
 
-def test_gold_revenue_matches_the_world_truth(full_run, e2e_world):
+def world_truth(world_dir: Path, end: dt.datetime) -> dict:
+    """Paid orders and net revenue (USD) the world's hidden truth holds for orders placed before
+    ``end``, with the refunds made before ``end``."""
     from sandbox.world import World
 
-    settings, _ = full_run
-    world = World.load(e2e_world)
+    world = World.load(world_dir)
     orders = world.truth("truth_orders").to_pandas()
     fx = {k.upper(): v for k, v in world.meta["fx_to_usd"].items()}
-    end = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    seen = orders[orders["in_observation"] & ~orders["is_failed"]].copy()
-    refunded = seen["refunded_minor"].where(seen["refunded_at"].notna() & (seen["refunded_at"] < end), 0)
-    truth_net = ((seen["amount_minor"] - refunded) / 100 * seen["currency"].str.upper().map(fx)).sum()
+    ordered_at = orders["ordered_at"].dt.tz_localize("UTC") if orders["ordered_at"].dt.tz is None else orders["ordered_at"]
+    seen = orders[orders["in_observation"] & ~orders["is_failed"] & (ordered_at < end)].copy()
+    refunded_at = seen["refunded_at"]
+    if refunded_at.dt.tz is None:
+        refunded_at = refunded_at.dt.tz_localize("UTC")
+    refunded = seen["refunded_minor"].where(refunded_at.notna() & (refunded_at < end), 0)
+    net = ((seen["amount_minor"] - refunded) / 100 * seen["currency"].str.upper().map(fx)).sum()
+    return {"orders": len(seen), "net": float(net)}
+
+
+def test_gold_revenue_matches_the_world_truth(full_run, e2e_world):
+    settings, _ = full_run
+    truth = world_truth(e2e_world, dt.datetime(2026, 1, 1, tzinfo=UTC))
     gold = gold_revenue(settings)
-    assert gold["orders"] == len(seen)
-    assert gold["net"] == pytest.approx(truth_net, rel=1e-9)
+    assert gold["orders"] == truth["orders"]
+    assert gold["net"] == pytest.approx(truth["net"], rel=1e-9)
 
 
 def test_every_extracted_record_is_loaded_or_rejected(full_run):
@@ -175,8 +185,12 @@ def test_serving_copy_is_published_and_read_only(full_run):
     assert (settings.serving_path / "parquet" / "fct_orders.parquet").exists()
 
 
-def test_daily_incremental_runs_equal_one_full_run(full_run, e2e_server, tmp_path_factory):
-    from retailpulse.airflow_setup import run_daily
+def test_daily_incremental_runs_equal_one_full_run(full_run, e2e_server, e2e_world, tmp_path_factory):
+    """A backfill up to three days before the end, then three consecutive scheduled runs (no conf:
+    the dates come from each run's data interval), gold checked against the world after each day;
+    the last state equals one run over the whole period, and re-running a day changes nothing."""
+    from retailpulse.airflow_setup import run_daily, run_scheduled_day
+    from retailpulse.warehouse import get_warehouse
 
     full_settings, _ = full_run
     root = tmp_path_factory.mktemp("e2e_daily")
@@ -187,17 +201,38 @@ def test_daily_incremental_runs_equal_one_full_run(full_run, e2e_server, tmp_pat
         with pipeline_env(root, e2e_server) as settings:
             run_daily(settings, start, first)
             assert gold_revenue(settings)["net"] == pytest.approx(served_stripe(e2e_server)["net"], abs=0.01)
+            wh = get_warehouse(settings)
             for day in LAST_DAYS:
-                e2e_server.set_clock(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=UTC))
+                day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=UTC)
+                e2e_server.set_clock(day_end)
                 before = gold_revenue(settings)
-                run_daily(settings, day, day)
+                state, interval_start, interval_end = run_scheduled_day(settings, day)
+                assert "success" in state
+                assert (interval_start, interval_end) == (day_end - dt.timedelta(days=1), day_end)
                 after, served = gold_revenue(settings), served_stripe(e2e_server)
+                truth = world_truth(e2e_world, day_end)
                 assert after["net"] == pytest.approx(served["net"], abs=0.01), day
-                assert after["orders"] == served["orders"] and after["orders"] >= before["orders"]
+                assert after["orders"] == served["orders"] == truth["orders"], day
+                assert after["net"] == pytest.approx(truth["net"], rel=1e-9), day
+                assert after["orders"] >= before["orders"]
+                # the day's orders made it to gold, and the serving copy was republished with them
+                placed = wh.scalar("select count(*) from gold.fct_orders where is_paid and cast(ordered_at as date) = ?", [day])
+                assert placed > 0, f"no paid orders in gold for {day}"
+                assert _serving_orders(settings) == after["orders"]
             # re-running a day changes nothing (idempotent)
             checksum = table_checksum(settings, "fct_orders", "order_id")
-            run_daily(settings, LAST_DAYS[-1], LAST_DAYS[-1])
+            run_scheduled_day(settings, LAST_DAYS[-1])
             assert table_checksum(settings, "fct_orders", "order_id") == checksum
             assert checksum == table_checksum(full_settings, "fct_orders", "order_id")
     finally:
         e2e_server.set_clock(dt.datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def _serving_orders(settings) -> int:
+    import duckdb
+
+    con = duckdb.connect(str(settings.serving_path / "retailpulse_serving.duckdb"), read_only=True)
+    try:
+        return con.execute("select count(*) from gold.fct_orders where is_paid").fetchone()[0]
+    finally:
+        con.close()

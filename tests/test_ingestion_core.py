@@ -169,3 +169,21 @@ def test_pandas_row_checks_agree_with_great_expectations():
     assert full.row_rejects and sorted(full.row_rejects) == sorted(sampled.row_rejects)
     for row, rules in full.row_rejects.items():
         assert sorted(rules) == sorted(sampled.row_rejects[row])
+
+
+def test_intervals_from_airflow_pendulum_datetimes_are_plain_utc(settings):
+    """Airflow hands tasks pendulum DateTimes; pendulum arithmetic with a stdlib tzinfo yields
+    naive values, which broke the Salesforce window of a scheduled (data-interval) run."""
+    import datetime as dt
+
+    import pendulum
+
+    from ingestion.connectors.salesforce import EPOCH
+    from ingestion.interval import Interval
+    from retailpulse.pipeline import resolve_interval
+
+    interval = resolve_interval(pendulum.datetime(2025, 12, 29, tz="UTC"), pendulum.datetime(2025, 12, 30, tz="UTC"))
+    assert type(interval.start) is dt.datetime and type(interval.end) is dt.datetime
+    assert interval == Interval.for_dates(dt.date(2025, 12, 29), dt.date(2025, 12, 29))
+    watermark = min(interval.start, dt.datetime(2025, 12, 29, 6, tzinfo=dt.timezone.utc))
+    assert max(EPOCH, watermark - dt.timedelta(minutes=60)) == dt.datetime(2025, 12, 28, 23, tzinfo=dt.timezone.utc)
