@@ -488,3 +488,24 @@ def test_weekly_train_dag_shape():
     assert dag.get_task("score").upstream_task_ids == {"train", "promote"}
     for t in dag.tasks:
         assert t.pool == POOL and t.retries >= 1 and t.execution_timeout is not None
+
+
+def test_every_ml_table_is_documented_with_the_columns_ml_writes():
+    """dbt/models/marts/_ml__sources.yml documents each table ML writes into gold, column for
+    column and type for type; the hook creates only the ones dbt models read before ML runs."""
+    import yaml
+
+    from ml.holdout import HOLDOUT_DECILE_COLUMNS
+    from ml.jobs import TABLE_COLUMNS
+    from tests.conftest import REPO
+
+    doc = yaml.safe_load((REPO / "dbt" / "models" / "marts" / "_ml__sources.yml").read_text())
+    tables = {t["name"]: t for t in doc["sources"][0]["tables"]}
+    expected = {**{k: list(v) for k, v in TABLE_COLUMNS.items()}, "ml_holdout_deciles": list(HOLDOUT_DECILE_COLUMNS)}
+    assert set(tables) == set(expected)
+    for name, columns in expected.items():
+        assert [(c["name"], c["data_type"]) for c in tables[name]["columns"]] == columns, name
+        assert all(c.get("description") for c in tables[name]["columns"]), name
+        assert tables[name].get("description"), name
+    created = {n for n, t in tables.items() if (t.get("meta") or {}).get("create_if_missing", True)}
+    assert created == {"customer_scores", "fct_attribution_ml", "customer_segments", "segment_profiles"}
