@@ -489,9 +489,13 @@ def parse_timestamps(values: pd.Series, day_first: bool | None = None, date_form
         typed = pd.api.types.is_datetime64_any_dtype(got)
         if typed:  # one zone or none
             got = _ns(got)
+        years = s[todo].str.findall(r"(?<!\d)(\d{4})(?!\d)")
         for i, v in got.items():
             if pd.isna(v):
                 continue
+            written = years.get(i)
+            if written and str(v.year).zfill(4) not in written:
+                continue  # dateutil reads "Jan 1, 0001" as 2001: the written year wins (unparseable)
             if not typed:
                 v = _ns(pd.Series([v])).iloc[0]
                 if pd.isna(v):

@@ -46,6 +46,7 @@ REJECTS = {
     "future date": ("c1,o1,2031-05-01,5\n", {"future_date": 1}),
     "far-future date (year 9999)": ("c1,o1,9999-12-31 23:59,5\n", {"future_date": 1}),
     "year 0001": ("c1,o1,0001-01-01,5\n", {"unparseable_date": 1}),
+    "year 0001 written out": ('c1,o1,"Jan 1, 0001",5\n', {"unparseable_date": 1}),  # dateutil alone says 2001
     "duplicate line": ("c1,o1,2024-01-01,5\nc1,o1,2024-01-01,5\n", {"duplicate_line": 1}),
     "one order id, two customers": ("c1,o1,2024-01-01,5\nc2,o1,2024-01-01,6\n", {"conflicting_order_id": 2}),
 }
