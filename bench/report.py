@@ -258,7 +258,7 @@ def focused_section() -> list[str]:
             m = d["median_seconds"]
             out += [
                 f"**Sessionization vs a bare sort** ([{name}.json](results/{name}.json), `python -m bench.sessionization"
-                f"{'' if d['size'] == 'small' else ' --size ' + d['size']}`): {d['size']} world, {d['events']:,} events → "
+                f"{'' if d['size'] == 'small' else ' --size ' + d['size'] + ' --run-dir data/bench-work/' + d['size'] + '/direct'}`): {d['size']} world, {d['events']:,} events → "
                 f"{d['sessions']:,} sessions, DuckDB ({d['machine'].get('duckdb_threads')} threads), median of "
                 f"{d['repeat']}; load average at start {_load_avg(d['machine'])}.", "",
                 "| statement (`create temp table as`) | seconds | events/s |", "| --- | --- | --- |",
@@ -269,10 +269,12 @@ def focused_section() -> list[str]:
                 f"| **sessionization (both models)** | **{d['sessionization_seconds']:.3f}** | {d['sessionization_events_per_second']:,} |",
                 "",
                 f"Sessionization takes **{d['sessionization_over_bare_sort']:.2f}×** the bare sort of the same events "
-                f"(the sessions model alone {d['sessions_model_over_bare_sort']:.2f}×). Inside dbt (`dbt run` of the "
-                "chain, with its overhead) the models took "
-                + ", ".join(f"{k} {v:.2f} s" for k, v in d["dbt_model_seconds"].items() if k in ("int_ga4__events", "int_ga4__sessions"))
-                + ".", "",
+                f"(the sessions model alone {d['sessions_model_over_bare_sort']:.2f}×). Input: "
+                f"{d.get('source', 'bronze from tests/dbt_fixtures.py')}."
+                + (" Inside dbt (`dbt run` of the chain, with its overhead) the models took "
+                   + ", ".join(f"{k} {v:.2f} s" for k, v in d["dbt_model_seconds"].items()
+                               if k in ("int_ga4__events", "int_ga4__sessions")) + "."
+                   if d.get("dbt_model_seconds") else ""), "",
             ]
     for name in ("ingestion_clients", "ingestion_clients_medium"):
         d = _load(name)

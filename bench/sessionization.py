@@ -38,22 +38,28 @@ def _compiled(target: Path, model: str) -> str:
     return hits[0].read_text()
 
 
-def run(size: str, seed: int, repeat: int) -> dict[str, Any]:
+def run(size: str, seed: int, repeat: int, run_dir: Path | None = None) -> dict[str, Any]:
     import duckdb
 
     from retailpulse.dbt_runner import release_dbt_duckdb, run_dbt
     from tests.dbt_fixtures import load_bronze
 
     load_at_start = machine()["load_avg"]
-    world, frames = world_bronze(size, seed)
     with tempfile.TemporaryDirectory(prefix="rp-bench-sess-") as tmp:
-        s = settings_for(Path(tmp), "duckdb")
-        load_bronze(s, world, frames=frames)
-        release_dbt_duckdb()
         target = Path(tmp) / "dbt_target"
-        res, build_s, _ = timed(run_dbt, s, ["run", "--full-refresh", "--select", "+int_ga4__sessions",
-                                             "--target-path", str(target)])
-        dbt_model_seconds = {n["name"]: round(n["seconds"], 3) for n in res.nodes}
+        if run_dir is None:
+            world, frames = world_bronze(size, seed)
+            s = settings_for(Path(tmp), "duckdb")
+            load_bronze(s, world, frames=frames)
+            del frames
+            release_dbt_duckdb()
+            res, build_s, _ = timed(run_dbt, s, ["run", "--full-refresh", "--select", "+int_ga4__sessions",
+                                                 "--target-path", str(target)])
+            dbt_model_seconds = {n["name"]: round(n["seconds"], 3) for n in res.nodes}
+        else:  # the warehouse a pipeline bench run kept (--workdir): real bronze, models built
+            s = settings_for(run_dir, "duckdb")
+            run_dbt(s, ["compile", "--full-refresh", "--select", *MODELS, "--target-path", str(target)])
+            build_s, dbt_model_seconds = None, {}
         sql = {m: _compiled(target, m) for m in MODELS}
         con = duckdb.connect(str(s.warehouse_path))
         stg = con.execute("select table_schema from information_schema.tables "
@@ -91,6 +97,7 @@ def run(size: str, seed: int, repeat: int) -> dict[str, Any]:
         "bare_sort_events_per_second": round(events / med["bare_sort"]),
         "sessionization_events_per_second": round(events / sessionize),
         "dbt_ga4_chain_run_seconds": build_s,
+        "source": "bronze from tests/dbt_fixtures.py" if run_dir is None else f"warehouse of the kept run {run_dir}",
         "dbt_model_seconds": dbt_model_seconds,
     }
 
@@ -100,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="small", choices=["small", "medium"])
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--run-dir", type=Path, help="use the warehouse a `bench.run --workdir` run kept (DIR/<size>/direct)")
     args = ap.parse_args(argv)
-    result = run(args.size, args.seed, args.repeat)
+    result = run(args.size, args.seed, args.repeat, args.run_dir.resolve() if args.run_dir else None)
     print(f"  events {result['events']}: bare sort {result['median_seconds']['bare_sort']} s, sessionization "
           f"{result['sessionization_seconds']} s (x{result['sessionization_over_bare_sort']})", flush=True)
     write_result("sessionization" if args.size == "small" else f"sessionization_{args.size}", result)
