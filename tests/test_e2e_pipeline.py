@@ -76,7 +76,8 @@ def table_checksum(settings, table: str, order_by: str) -> str:
     from retailpulse.warehouse import get_warehouse
 
     df = get_warehouse(settings).query_df(f"select * from gold.{table} order by {order_by}")
-    df = df.round(6)  # floats only; timestamps compare exactly
+    floats = [c for c in df.columns if df[c].dtype.kind == "f"]
+    df[floats] = df[floats].round(6)  # floats only; timestamps compare exactly
     return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
 
 
