@@ -29,7 +29,22 @@ import psutil
 from bench._common import machine, now, settings_for, write_result
 
 
-def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date) -> dict[str, Any]:
+def _py_heap(prev: dict[str, int] | None) -> tuple[dict[str, Any], dict[str, int]]:
+    """Objects the garbage collector tracks, by type: totals and the biggest growth since ``prev``."""
+    import collections
+    import gc
+
+    import pyarrow as pa
+
+    counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    grew = {k: v - (prev or {}).get(k, 0) for k, v in counts.items()}
+    top = dict(sorted(((k, v) for k, v in grew.items() if v > 0), key=lambda kv: -kv[1])[:6])
+    return {"gc_objects": sum(counts.values()), "dataframes_alive": counts.get("DataFrame", 0),
+            "arrow_pool_mb": round(pa.total_allocated_bytes() / 2**20, 1), "gc_growth_top": top}, dict(counts)
+
+
+def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date,
+        trace: bool = False) -> dict[str, Any]:
     import ingestion.bronze as bronze
     from ingestion.interval import Interval
     from ingestion.runner import load_source
@@ -38,7 +53,7 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date)
 
     proc = psutil.Process()
     samples: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"con": None, "peak": 0, "stop": False}
+    state: dict[str, Any] = {"con": None, "peak": 0, "stop": False, "heap": None}
 
     def sampler() -> None:
         while not state["stop"]:
@@ -75,8 +90,12 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date)
     def replace(self, schema, table, df, where=None, con=None):  # type: ignore[no-untyped-def]
         n = orig_replace(self, schema, table, df, where, con)
         if table.startswith("ga4"):
-            samples.append({"step": "inserted", "rows": n, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
-                            "duckdb_mb": duck_mb()})
+            sample = {"step": "inserted", "rows": n, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                  "duckdb_mb": duck_mb()}
+        if trace:
+            heap, state["heap"] = _py_heap(state["heap"])
+            sample.update(heap)
+        samples.append(sample)
         return n
 
     DuckDBWarehouse.connect = connect  # type: ignore[method-assign]
@@ -92,6 +111,13 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date)
             began = time.perf_counter()
             reports = load_source(s, "ga4", Interval.for_dates(first, last))
             seconds = time.perf_counter() - began
+            import gc
+
+            after = {"rss_after_commit_mb": round(proc.memory_info().rss / 2**20, 1)}
+            gc.collect()
+            after["rss_after_gc_mb"] = round(proc.memory_info().rss / 2**20, 1)
+            if trace:
+                after.update(_py_heap(None)[0])
     finally:
         state["stop"] = True
         DuckDBWarehouse.connect = orig_connect  # type: ignore[method-assign]
@@ -104,6 +130,7 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date)
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(state["peak"] / 2**20, 1),
         "max_duckdb_mb": max((x["duckdb_mb"] or 0) for x in samples) if samples else None,
+        "after_load": after,
         "samples": samples,
     }
 
@@ -116,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="medium", help="the world the run used (its period = the load's period)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--name", default="ga4_load_memory")
+    ap.add_argument("--trace", action="store_true", help="also count live Python objects by type after each group")
     args = ap.parse_args(argv)
     from retailpulse.settings import load_settings
 
@@ -126,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = machine()["load_avg"]
     runs = []
     for lim in args.memory_limit or ["default"]:
-        r = run(args.landing.resolve(), None if lim == "default" else lim, first, last)
+        r = run(args.landing.resolve(), None if lim == "default" else lim, first, last, args.trace)
         print(f"  memory_limit {r['memory_limit']}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB, "
               f"DuckDB buffers up to {r['max_duckdb_mb']} MB", flush=True)
         runs.append(r)
