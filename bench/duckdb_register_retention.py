@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -27,11 +30,17 @@ import psutil
 from bench._common import machine, now, write_result
 
 
+def _arrow_mb() -> float:
+    import pyarrow as pa
+
+    return round(pa.total_allocated_bytes() / 2**20, 1)
+
+
 def _alive() -> int:
     return sum(isinstance(o, pd.DataFrame) for o in gc.get_objects())
 
 
-def run_mode(mode: str, groups: int, rows: int) -> dict[str, Any]:
+def run_mode(mode: str, groups: int, rows: int, strings: str) -> dict[str, Any]:
     import duckdb
 
     proc = psutil.Process()
@@ -45,6 +54,8 @@ def run_mode(mode: str, groups: int, rows: int) -> dict[str, Any]:
         for i in range(groups):
             df = pd.DataFrame({"k": [f"key-{i}-{j}" for j in range(rows)],
                                "v": ["x" * 400 + str(j) for j in range(rows)], "n": np.arange(rows)})
+            if strings == "arrow":  # pyarrow-backed strings, like the GA4 load's typed frames
+                df = df.astype({"k": "string[pyarrow]", "v": "string[pyarrow]"})
             if mode == "register":
                 con.register("__rp_frame", df)
                 con.execute("insert into t by name select * from __rp_frame")
@@ -55,12 +66,15 @@ def run_mode(mode: str, groups: int, rows: int) -> dict[str, Any]:
                 del __rp_frame
             del df
             gc.collect()
-            out.append({"group": i, "rss_mb": rss(), "dataframes_alive": _alive()})
+            out.append({"group": i, "rss_mb": rss(), "dataframes_alive": _alive(), "arrow_pool_mb": _arrow_mb()})
         con.execute("commit")
         gc.collect()
         after = {"rss_mb": rss(), "dataframes_alive": _alive()}
         con.close()
-    return {"mode": mode, "rss_at_start_mb": start, "groups": out, "after_commit": after,
+    import pyarrow as pa
+
+    return {"mode": mode, "strings": strings, "arrow_pool_mb_after_commit": round(pa.total_allocated_bytes() / 2**20, 1),
+            "rss_at_start_mb": start, "groups": out, "after_commit": after,
             "rss_growth_mb_per_group": round((out[-1]["rss_mb"] - out[0]["rss_mb"]) / max(len(out) - 1, 1), 1)}
 
 
@@ -70,10 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.duckdb_register_retention")
     ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--one", nargs=2, metavar=("MODE", "STRINGS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    modes = [run_mode(m, args.groups, args.rows) for m in ("register", "replacement_scan")]
+    if args.one:  # one mode in this (fresh) process, JSON on stdout
+        print(json.dumps(run_mode(args.one[0], args.groups, args.rows, args.one[1])))
+        return 0
+    modes = []
+    for st in ("object", "arrow"):
+        for m in ("register", "replacement_scan"):  # each in a fresh interpreter: RSS not shared between modes
+            cp = subprocess.run([sys.executable, "-m", "bench.duckdb_register_retention", "--groups", str(args.groups),
+                                 "--rows", str(args.rows), "--one", m, st], capture_output=True, text=True, check=True)
+            modes.append(json.loads(cp.stdout.strip().splitlines()[-1]))
     for m in modes:
-        print(f"  {m['mode']:<17} +{m['rss_growth_mb_per_group']} MB/group, DataFrames alive before commit "
+        print(f"  {m['mode']:<17} {m['strings']:<7} +{m['rss_growth_mb_per_group']} MB/group, DataFrames alive before commit "
               f"{m['groups'][-1]['dataframes_alive']}, after {m['after_commit']['dataframes_alive']}", flush=True)
     write_result("duckdb_register_retention", {
         "benchmark": "duckdb_register_retention", "recorded_at": now(), "machine": machine(),

@@ -43,8 +43,17 @@ def _py_heap(prev: dict[str, int] | None) -> tuple[dict[str, Any], dict[str, int
             "arrow_pool_mb": round(pa.total_allocated_bytes() / 2**20, 1), "gc_growth_top": top}, dict(counts)
 
 
+def _insert_df_replacement_scan(self, con, schema, table, df):  # type: ignore[no-untyped-def]
+    """The candidate fix of DuckDBWarehouse._insert_df: the frame is read by DuckDB's replacement
+    scan of a local variable instead of ``con.register`` (which keeps it alive until commit)."""
+    from retailpulse.warehouse import ident
+
+    __rp_frame = df  # noqa: F841
+    con.execute(f"insert into {ident(schema)}.{ident(table)} by name select * from __rp_frame")
+
+
 def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date,
-        trace: bool = False) -> dict[str, Any]:
+        trace: bool = False, insert: str = "register") -> dict[str, Any]:
     import ingestion.bronze as bronze
     from ingestion.interval import Interval
     from ingestion.runner import load_source
@@ -63,6 +72,7 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date,
     orig_connect = DuckDBWarehouse.connect
     orig_prepare = bronze.prepare_batches
     orig_replace = Warehouse.replace_rows
+    orig_insert = DuckDBWarehouse._insert_df
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False):  # type: ignore[no-untyped-def]
@@ -91,16 +101,18 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date,
         n = orig_replace(self, schema, table, df, where, con)
         if table.startswith("ga4"):
             sample = {"step": "inserted", "rows": n, "rss_mb": round(proc.memory_info().rss / 2**20, 1),
-                  "duckdb_mb": duck_mb()}
-        if trace:
-            heap, state["heap"] = _py_heap(state["heap"])
-            sample.update(heap)
-        samples.append(sample)
+                      "duckdb_mb": duck_mb()}
+            if trace:
+                heap, state["heap"] = _py_heap(state["heap"])
+                sample.update(heap)
+            samples.append(sample)
         return n
 
     DuckDBWarehouse.connect = connect  # type: ignore[method-assign]
     bronze.prepare_batches = prepare
     Warehouse.replace_rows = replace  # type: ignore[method-assign]
+    if insert == "replacement_scan":
+        DuckDBWarehouse._insert_df = _insert_df_replacement_scan  # type: ignore[method-assign]
     th = threading.Thread(target=sampler, daemon=True)
     try:
         with tempfile.TemporaryDirectory(prefix="rp-bench-ga4mem-") as tmp:
@@ -123,8 +135,10 @@ def run(data_dir: Path, memory_limit: str | None, first: dt.date, last: dt.date,
         DuckDBWarehouse.connect = orig_connect  # type: ignore[method-assign]
         bronze.prepare_batches = orig_prepare
         Warehouse.replace_rows = orig_replace  # type: ignore[method-assign]
+        DuckDBWarehouse._insert_df = orig_insert  # type: ignore[method-assign]
     return {
         "memory_limit": memory_limit or "DuckDB default (80% of RAM)",
+        "insert": "con.register (as shipped)" if insert == "register" else "replacement scan (candidate fix)",
         "group_rows": bronze.GROUP_ROWS,
         "batches": len(reports), "loaded": sum(r["loaded"] if isinstance(r, dict) else r.loaded for r in reports),
         "seconds": round(seconds, 2),
@@ -143,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="medium", help="the world the run used (its period = the load's period)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--name", default="ga4_load_memory")
+    ap.add_argument("--insert", choices=["register", "replacement_scan"], default="register",
+                    help="replacement_scan: try the candidate fix of DuckDBWarehouse._insert_df")
     ap.add_argument("--trace", action="store_true", help="also count live Python objects by type after each group")
     args = ap.parse_args(argv)
     from retailpulse.settings import load_settings
@@ -154,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = machine()["load_avg"]
     runs = []
     for lim in args.memory_limit or ["default"]:
-        r = run(args.landing.resolve(), None if lim == "default" else lim, first, last, args.trace)
+        r = run(args.landing.resolve(), None if lim == "default" else lim, first, last, args.trace, args.insert)
         print(f"  memory_limit {r['memory_limit']}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB, "
               f"DuckDB buffers up to {r['max_duckdb_mb']} MB", flush=True)
         runs.append(r)
