@@ -60,6 +60,16 @@ def _events_vs_people(runs: dict[str, dict[str, Any]], sizes: list[str]) -> str:
             f"(log of the people ratio / log of the events ratio, {sizes[0]}→{sizes[1]})")
 
 
+def _ads_note() -> str:
+    a, b = _load("ingestion_clients"), _load("ingestion_clients_medium")
+    if not a or not b:
+        return ""
+    parts = [f"{src} {a['per_source'][src]['records']:,} → {b['per_source'][src]['records']:,}"
+             for src in ("google_ads", "meta") if src in a["per_source"] and src in b["per_source"]]
+    return (" Ad-platform rows do not grow with people (records small → medium in the ingestion_clients JSONs: "
+            + ", ".join(parts) + "), so their exponents say nothing about scaling.")
+
+
 def pipeline_section(runs: dict[str, dict[str, Any]]) -> list[str]:
     sizes = [s for s in ORDER if s in runs]
     out = ["## Pipeline stages (`bench/run.py`)", ""]
@@ -120,7 +130,7 @@ def pipeline_section(runs: dict[str, dict[str, Any]]) -> list[str]:
                + ", ".join(f"{s}: {_events(runs[s]) or 0:,}" for s in sizes)
                + ")" + _events_vs_people(runs, sizes) + ". 1.0 = linear; "
                "below 1 means fixed costs (e.g. imports, dbt parsing, GX setup) weigh more in the smaller size. "
-               "Exponents of sub-second stages are noise.")
+               "Exponents of sub-second stages are noise." + _ads_note())
     out.append("")
     for s in sizes:
         r = runs[s]
@@ -165,6 +175,12 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
         share = med["incremental_share_of_full"]
         out.append(f"| incremental day < 10% of a full refresh (medium) | {med['incremental_day_seconds']:.1f} s = "
                    f"{100 * share:.1f}% of {t:.1f} s | **{'met' if share < TARGET_INCR_SHARE else 'not met'}** |")
+        for path in sorted(RESULTS.glob("pipeline_medium_*.json")):
+            o = json.loads(path.read_text())
+            out.append(f"| (earlier medium run, [{path.name}](results/{path.name}), load avg at start "
+                       f"{_load_avg(o['machine'])}) | {o['direct_pipeline_seconds']:.1f} s full, "
+                       f"{o['incremental_day_seconds']:.1f} s incremental = {100 * o['incremental_share_of_full']:.1f}% "
+                       f"(dbt builds without the failed test) | **not met** |")
     else:
         out.append("| medium full pipeline < 5 min | not measured | **not measured** |")
         out.append("| incremental day < 10% of a full refresh (medium) | not measured | **not measured** |")
@@ -236,10 +252,12 @@ def large_estimate(runs: dict[str, dict[str, Any]]) -> list[str]:
     e_mem = _exponent(peak_s, peak, ns, nm)
     return [
         "### Large (1,000,000 people): not measured, **estimate only**", "",
-        f"The large pipeline was not run. Medium finished at {m['recorded_at']}; the extrapolation below puts the "
-        "large pipeline alone well over an hour (plus generating the large world and its GA4 export), more than "
-        "was left before this work's deadline (15:35 UTC), and its estimated peak memory is above the machine's "
-        "24 GB (an out-of-memory kill on this shared machine could take other jobs with it). The figures below are an **extrapolation, not a measurement**: each "
+        f"The large pipeline was not run. Medium finished at {m['recorded_at']}, about an hour before this work's "
+        f"deadline (15:35 UTC); the estimates below put the large pipeline alone at {est / 60:.0f}–{lin / 60:.0f} min, "
+        "before generating the large world and its GA4 export, and its estimated memory is well above the machine's "
+        "24 GB (see the peak-RSS estimate below and the GA4 load under *Failures found*): a run would most likely be "
+        "killed for memory, and an out-of-memory kill on this shared machine could take other jobs with it. "
+        "The figures below are an **extrapolation, not a measurement**: each "
         "medium stage time scaled by (1,000,000 / 100,000)^exponent with that stage's small→medium exponent "
         "(negative exponents clamped to 0).", "",
         "| stage | medium s | exponent | **estimated** large s (measured exponent) | **estimated** large s (linear) |",
@@ -284,6 +302,15 @@ def _current_rounds() -> str:
 
 def findings_section(runs: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
+    for path in sorted(RESULTS.glob("pipeline_*_*.json")):  # earlier runs kept beside the current ones
+        r = json.loads(path.read_text())
+        for f in r.get("dbt_failures") or []:
+            out.append(
+                f"- **dbt build failed at {r['size']}** in the run of {r['recorded_at']} ([{path.name}](results/{path.name})): "
+                f"`{f['stage']}` failed after {f['seconds']:.1f} s with `{f['error']}`. That run repeated every dbt build "
+                f"without {', '.join(f'`{n}`' for n in f['failed_nodes'])} to measure the other stages: direct pipeline "
+                f"{r['direct_pipeline_seconds']:.1f} s, incremental day {r['incremental_day_seconds']:.1f} s "
+                f"({100 * r['incremental_share_of_full']:.1f}%), peak RSS {max(x['peak_rss_mb'] for x in r['stages']):,.0f} MB.")
     for path in sorted(RESULTS.glob("identity_rounds*.json")):
         d = json.loads(path.read_text())
         out += [f"- **Identity components do not converge in 10 rounds** ([{path.name}](results/{path.name}), "
