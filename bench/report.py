@@ -227,6 +227,14 @@ def _stripe_pacing(runs: dict[str, dict[str, Any]]) -> str:
             "default) and the Stripe SDK's own cost: " + "; ".join(parts) + ". ")
 
 
+def _minutes_to_deadline(recorded_at: str) -> int:
+    import datetime as dt
+
+    t = dt.datetime.fromisoformat(recorded_at)
+    deadline = t.replace(hour=15, minute=35, second=0)
+    return int((deadline - t).total_seconds() // 60)
+
+
 def large_estimate(runs: dict[str, dict[str, Any]]) -> list[str]:
     if "large" in runs or not ("small" in runs and "medium" in runs):
         return []
@@ -252,11 +260,12 @@ def large_estimate(runs: dict[str, dict[str, Any]]) -> list[str]:
     e_mem = _exponent(peak_s, peak, ns, nm)
     return [
         "### Large (1,000,000 people): not measured, **estimate only**", "",
-        f"The large pipeline was not run. Medium finished at {m['recorded_at']}, about an hour before this work's "
-        f"deadline (15:35 UTC); the estimates below put the large pipeline alone at {est / 60:.0f}–{lin / 60:.0f} min, "
-        "before generating the large world and its GA4 export, and its estimated memory is well above the machine's "
-        "24 GB (see the peak-RSS estimate below and the GA4 load under *Failures found*): a run would most likely be "
-        "killed for memory, and an out-of-memory kill on this shared machine could take other jobs with it. "
+        f"The large pipeline was not run. The medium run in the table finished at {m['recorded_at']}, "
+        f"{_minutes_to_deadline(m['recorded_at'])} min before this work's deadline (15:35 UTC; large was to be tried "
+        f"only with more than 60 min to spare); the estimates below put the large pipeline alone at "
+        f"{est / 60:.0f}–{lin / 60:.0f} min, before generating the large world and its GA4 export; and the peak-RSS extrapolation "
+        f"below ({peak * (nl / nm) ** max(e_mem or 0, 0) / 1024:.0f} GB, an estimate) exceeds the machine's 24 GB, so a "
+        "run risked an out-of-memory kill that on this shared machine could take other jobs with it. "
         "The figures below are an **extrapolation, not a measurement**: each "
         "medium stage time scaled by (1,000,000 / 100,000)^exponent with that stage's small→medium exponent "
         "(negative exponents clamped to 0).", "",
@@ -296,8 +305,28 @@ def _current_rounds() -> str:
     m = re.search(r"^\s*identity_propagation_rounds:\s*(\d+)", proj.read_text(), re.M) if proj.exists() else None
     if not m:
         return ""
-    return (f" `dbt/dbt_project.yml` now sets {m.group(1)} rounds (changed after this run; the medium pipeline has "
-            "not been re-measured with it).")
+    cur = _load("pipeline_medium")
+    passed = cur is not None and not cur.get("dbt_failures")
+    return (f" `dbt/dbt_project.yml` now sets {m.group(1)} rounds (commit c65ff01)"
+            + (f"; the current medium run ({cur['recorded_at']}) builds with every test passing." if passed
+               else "; the medium pipeline has not been re-measured with it."))
+
+
+def _fix_in_pipeline() -> str:
+    cur, old = _load("pipeline_medium"), None
+    for path in sorted(RESULTS.glob("pipeline_medium_*.json")):
+        old = json.loads(path.read_text())
+    if not cur or not old:
+        return ""
+    def ga4(r: dict[str, Any]) -> dict[str, Any] | None:
+        return next((x for x in r["stages"] if x["stage"] == "validate+load ga4"), None)
+    c, o = ga4(cur), ga4(old)
+    if not c or not o:
+        return ""
+    return (f" The current medium pipeline run ({cur['recorded_at']}, with the fix) shows `validate+load ga4` at "
+            f"{c['seconds']:.0f} s and {c['peak_rss_mb']:,.0f} MB peak RSS for the whole benchmark process, against "
+            f"{o['seconds']:.0f} s and {o['peak_rss_mb']:,.0f} MB in the earlier run ({old['recorded_at']}); its "
+            "largest peak is now the dbt build (DuckDB's own memory, not investigated here).")
 
 
 def findings_section(runs: dict[str, dict[str, Any]]) -> list[str]:
@@ -376,9 +405,9 @@ def findings_section(runs: dict[str, dict[str, Any]]) -> list[str]:
                         for m in d["modes"]) + ").  `ingestion.bronze.load_batches` writes all groups of a range in ONE transaction, so every group's "
             "bronze frame is kept until the commit and GROUP_ROWS does not bound memory: the load's memory grows "
             "with the range loaded." + _large_load_estimate()
-            + " Proposed product fix (not applied by the bench): `DuckDBWarehouse._insert_df` and `_create_from_df` "
-            "(`retailpulse/warehouse.py`) read the frame through a replacement scan of a local variable instead of "
-            "`con.register`; measured with the bench's stand-in below.")
+            + " Fix: `DuckDBWarehouse._insert_df` and `_create_from_df` (`retailpulse/warehouse.py`) read the frame "
+            "through a replacement scan of a local variable instead of `con.register`; measured first with the "
+            "bench's stand-in (below), then applied in the product (commit 41623eb)." + _fix_in_pipeline())
     out += fix_lines
     if out:
         out = ["## Failures found", ""] + out + [""]
