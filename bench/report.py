@@ -294,7 +294,7 @@ def _large_load_estimate() -> str:
         return ""
     per_event_kb = (ins[-1]["rss_mb"] - ins[0]["rss_mb"]) * 1024 / sum(x["rows"] for x in ins[1:])
     gb = per_event_kb * r["loaded"] * 10 / 2**20
-    return (f" **Estimate, not measured:** at {per_event_kb:.2f} KB kept per event, a large full refresh (about 10× "
+    return (f" **Estimate, not measured:** before the fix, at {per_event_kb:.2f} KB kept per event, a large full refresh (about 10× "
             f"medium's {r['loaded']:,} events) would keep ≈{gb:.0f} GB in the GA4 load alone, against 24 GB.")
 
 
