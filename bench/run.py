@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,37 +25,15 @@ from typing import Any
 
 import psutil
 
+from bench._common import Peak
+
 RESULTS = Path(__file__).resolve().parent / "results"
 # focused benches run by --others (each a module in bench/ with main(argv) writing bench/results/<name>.json)
 OTHER_BENCHES = ("dbt_duckdb_vs_postgres", "sessionization", "ingestion_clients")
 
 
-class PeakRSS:
-    """Samples this process's resident memory every 50 ms while a stage runs."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.05)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def timed(results: list[dict[str, Any]], name: str, fn: Callable[[], Any], **extra: Any) -> Any:
-    with PeakRSS() as mem:
+    with Peak() as mem:
         began = time.perf_counter()
         out = fn()
         seconds = time.perf_counter() - began
