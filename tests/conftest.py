@@ -56,6 +56,19 @@ def settings(settings_factory):
     return settings_factory()
 
 
+def drop_postgres_schemas(dsn: str, prefix: str) -> None:
+    """Drop every schema whose name starts with ``prefix`` (a test's isolated Postgres warehouse)."""
+    import psycopg2
+
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    cur = con.cursor()
+    cur.execute("select schema_name from information_schema.schemata where schema_name like %s", [prefix + "%"])
+    for (name,) in cur.fetchall():
+        cur.execute(f'drop schema "{name}" cascade')
+    con.close()
+
+
 def postgres_dsn() -> str | None:
     """DSN of the local test Postgres if reachable; skip (or fail in CI) otherwise."""
     dsn = os.environ.get("RETAILPULSE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -76,19 +89,11 @@ def pg_settings(settings_factory, request):
     """Settings targeting Postgres, with a schema prefix unique to the test (dropped after)."""
     import uuid
 
-    import psycopg2
-
     dsn = postgres_dsn()
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     s = settings_factory(target="postgres", postgres_dsn=dsn, postgres_schema_prefix=prefix)
     yield s
-    con = psycopg2.connect(dsn)
-    con.autocommit = True
-    cur = con.cursor()
-    cur.execute("select schema_name from information_schema.schemata where schema_name like %s", [prefix + "%"])
-    for (name,) in cur.fetchall():
-        cur.execute(f'drop schema "{name}" cascade')
-    con.close()
+    drop_postgres_schemas(dsn, prefix)
 # --- end settings / warehouse ---------------------------------------------------------------
 
 

@@ -41,10 +41,8 @@ def pg_module_settings(tmp_path_factory):
     """Settings targeting Postgres with a schema prefix unique to this module (dropped after)."""
     import uuid
 
-    import psycopg2
-
     from retailpulse.settings import Settings
-    from tests.conftest import REPO, postgres_dsn
+    from tests.conftest import REPO, drop_postgres_schemas, postgres_dsn
 
     dsn = postgres_dsn()
     prefix = f"t{uuid.uuid4().hex[:8]}_"
@@ -53,13 +51,7 @@ def pg_module_settings(tmp_path_factory):
                         serving_dir=root / "serving", target="postgres", postgres_dsn=dsn,
                         postgres_schema_prefix=prefix, dbt_threads=4, _env_file=None)
     yield settings
-    con = psycopg2.connect(dsn)
-    con.autocommit = True
-    cur = con.cursor()
-    cur.execute("select schema_name from information_schema.schemata where schema_name like %s", [prefix + "%"])
-    for (name,) in cur.fetchall():
-        cur.execute(f'drop schema "{name}" cascade')
-    con.close()
+    drop_postgres_schemas(dsn, prefix)
 
 
 def _wh(settings):
