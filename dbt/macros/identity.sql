@@ -64,16 +64,25 @@ with cc_nodes as (
     select node_id, label_key from {{ nodes_relation }}
 ),
 
+-- only nodes with an edge can change label: isolated nodes (most component labels in the
+-- fuzzy stage, ~40% of identifiers in the exact one) skip the rounds and keep their own label
+cc_linked as (
+    select node_a as node_id from {{ edges_relation }} where node_a is not null
+    union
+    select node_b from {{ edges_relation }} where node_b is not null
+),
+
 cc_links as (
     select node_a as node_id, node_b as neighbour_id from {{ edges_relation }}
     union all
     select node_b, node_a from {{ edges_relation }}
     union all
-    select node_id, node_id from cc_nodes
+    select node_id, node_id from cc_nodes where node_id in (select node_id from cc_linked)
 ),
 
 cc_round_0 as (
     select node_id, label_key as component_label from cc_nodes
+    where node_id in (select node_id from cc_linked)
 ),
 {% for i in range(1, rounds + 1) %}
 cc_round_{{ i }} as (
@@ -81,8 +90,18 @@ cc_round_{{ i }} as (
     from cc_links
     inner join cc_round_{{ i - 1 }} as previous on previous.node_id = cc_links.neighbour_id
     group by cc_links.node_id
-){{ "," if not loop.last }}
+),
 {% endfor %}
 
+-- (an anti-join, not "not in": Postgres plans a large "not in" subquery row by row)
+cc_isolated as (
+    select cc_nodes.node_id, cc_nodes.label_key as component_label
+    from cc_nodes
+    left join cc_linked on cc_linked.node_id = cc_nodes.node_id
+    where cc_linked.node_id is null
+)
+
 select node_id, component_label from cc_round_{{ rounds }}
+union all
+select node_id, component_label from cc_isolated
 {%- endmacro %}

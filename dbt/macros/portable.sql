@@ -107,8 +107,22 @@
 {%- endmacro %}
 
 {#- Deduplicate a bronze relation to the latest landed version per key: the row from the latest
-    interval (source time observed), then the latest source modification, then the latest load. -#}
+    interval (source time observed), then the latest source modification, then the latest load.
+
+    Most keys are landed once: those rows pass straight through, and only the rows of keys
+    landed more than once are ranked by the window. A window over every row carries all
+    columns through a sort (the GA4 staging view took ~40 s of CPU at the medium world, paid by
+    every model and test reading it); this form is the same rows, and a filter on the view
+    (e.g. an incremental model's date window) reaches the table scan. -#}
 {% macro latest_version(relation, key, modified_at=none) -%}
+    select landed.*, cast(1 as {{ dbt.type_bigint() }}) as version_rank
+    from {{ relation }} as landed
+    {#- an anti-join, not "not in": Postgres plans a large "not in" subquery row by row #}
+    left join ({{ _rp_landed_more_than_once(relation, key) }}) as landed_again
+        on landed_again.rp_landed_key = {{ key }}
+    where {{ key }} is not null
+        and landed_again.rp_landed_key is null
+    union all
     select *
     from (
         select
@@ -118,12 +132,39 @@
                 order by _interval_end desc{% if modified_at %}, {{ modified_at }} desc{% endif %}, _loaded_at desc, _row_number desc
             ) as version_rank
         from {{ relation }} as landed
-        where {{ key }} is not null
+        where {{ key }} in ({{ _rp_landed_more_than_once(relation, key) }})
     ) as versions
     where version_rank = 1
+{%- endmacro %}
+
+{% macro _rp_landed_more_than_once(relation, key) -%}
+    select {{ key }} as rp_landed_key from {{ relation }} where {{ key }} is not null group by {{ key }} having count(*) > 1
 {%- endmacro %}
 
 {#- 8-byte floating point on every engine (type_double() is a 4-byte REAL on DuckDB). -#}
 {% macro type_double() -%}
     double precision
+{%- endmacro %}
+
+{#- Aggregate: the value of the group's first row by `order_by` (a list of expressions, ascending;
+    they must order the rows totally) among the rows where `condition` holds and the value is
+    not null. With skip_nulls=false, the value of the first row by `order_by` (null or not) among
+    the rows where `condition` holds. Null when no row qualifies.
+
+    One pass of a grouped aggregate instead of a first_value window (which sorts the rows once
+    per window definition): the GA4 sessions model takes six such "first" values per session. -#}
+{% macro first_by(value, order_by, condition=none, skip_nulls=true) -%}
+    {{ return(adapter.dispatch('first_by', 'retailpulse')(value, order_by, condition, skip_nulls)) }}
+{%- endmacro %}
+{% macro _rp_first_by_filter(value, condition, skip_nulls) -%}
+    {%- set conds = [] -%}
+    {%- if condition -%}{%- do conds.append('(' ~ condition ~ ')') -%}{%- endif -%}
+    {%- if skip_nulls -%}{%- do conds.append('(' ~ value ~ ') is not null') -%}{%- endif -%}
+    {%- if conds %} filter (where {{ conds | join(' and ') }}){% endif -%}
+{%- endmacro %}
+{% macro default__first_by(value, order_by, condition, skip_nulls) -%}
+    (array_agg({{ value }} order by {{ order_by | join(', ') }}){{ _rp_first_by_filter(value, condition, skip_nulls) }})[1]
+{%- endmacro %}
+{% macro duckdb__first_by(value, order_by, condition, skip_nulls) -%}
+    {{ 'arg_min' if skip_nulls else 'arg_min_null' }}({{ value }}, row({{ order_by | join(', ') }})){{ _rp_first_by_filter(value, condition, skip_nulls) }}
 {%- endmacro %}

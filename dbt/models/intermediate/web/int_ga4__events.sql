@@ -17,12 +17,10 @@
 
 {% set lookback = var('ga4_lookback_days') | int + var('ga4_extra_lookback_days') | int %}
 
-with all_events as (
+-- stg_ga4__events is read twice below, each time directly: a CTE read twice is materialised in
+-- full by DuckDB (every event, all columns), which hides the date and device filters from the scan.
+with window_events as (
     select * from {{ ref('stg_ga4__events') }}
-),
-
-window_events as (
-    select * from all_events
     {% if is_incremental() %}
     where event_date >= (
         select coalesce(
@@ -48,7 +46,7 @@ fallback_events as (
         lag(all_events.event_at) over (
             partition by all_events.user_pseudo_id order by all_events.event_at, all_events.event_key
         ) as previous_event_at
-    from all_events
+    from {{ ref('stg_ga4__events') }} as all_events
     where all_events.ga_session_id is null
         and all_events.user_pseudo_id in (select user_pseudo_id from fallback_devices)
 ),

@@ -14,6 +14,8 @@
 }}
 
 {% set lookback = var('ga4_lookback_days') | int + var('ga4_extra_lookback_days') | int %}
+{#- the session's "first" values (source, landing page, order): by event time, then event_key -#}
+{% set order = ['event_at', 'event_key'] %}
 
 with events as (
     select * from {{ ref('int_ga4__events') }}
@@ -29,44 +31,6 @@ with events as (
     {% endif %}
 ),
 
-ordered as (
-    select
-        events.*,
-        first_value(source) over (
-            partition by session_id
-            order by case when source is null then 1 else 0 end, event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as session_source,
-        first_value(medium) over (
-            partition by session_id
-            order by case when medium is null then 1 else 0 end, event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as session_medium,
-        first_value(campaign) over (
-            partition by session_id
-            order by case when campaign is null then 1 else 0 end, event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as session_campaign,
-        first_value(gclid) over (
-            partition by session_id
-            order by case when gclid is null then 1 else 0 end, event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as session_gclid,
-        first_value(case when event_name in ('page_view', 'screen_view') then page_location end) over (
-            partition by session_id
-            order by case when event_name in ('page_view', 'screen_view') and page_location is not null then 0 else 1 end,
-                event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as landing_page_location,
-        first_value(transaction_id) over (
-            partition by session_id
-            order by case when event_name = 'purchase' and transaction_id is not null then 0 else 1 end,
-                event_at, event_key
-            rows between unbounded preceding and unbounded following
-        ) as first_transaction_id
-    from events
-),
-
 sessions as (
     select
         session_id,
@@ -79,12 +43,12 @@ sessions as (
         min(event_at) as started_at,
         max(event_at) as ended_at,
         max(event_date) as last_event_date,
-        max(session_source) as source,
-        max(session_medium) as medium,
-        max(session_campaign) as campaign,
-        max(session_gclid) as gclid,
+        {{ first_by('source', order) }} as source,
+        {{ first_by('medium', order) }} as medium,
+        {{ first_by('campaign', order) }} as campaign,
+        {{ first_by('gclid', order) }} as gclid,
         max(case when has_fbclid then 1 else 0 end) = 1 as has_fbclid,
-        max(landing_page_location) as landing_page_location,
+        {{ first_by('page_location', order, "event_name in ('page_view', 'screen_view')") }} as landing_page_location,
         min(device_category) as device_category,
         min(device_os) as device_os,
         min(platform) as platform,
@@ -98,9 +62,12 @@ sessions as (
         max(case when event_name = 'add_to_cart' then 1 else 0 end) = 1 as has_add_to_cart,
         max(case when event_name = 'begin_checkout' then 1 else 0 end) = 1 as has_begin_checkout,
         max(case when event_name = 'purchase' then 1 else 0 end) = 1 as has_purchase,
-        max(first_transaction_id) as order_id,
+        coalesce(
+            {{ first_by('transaction_id', order, "event_name = 'purchase'") }},
+            {{ first_by('transaction_id', order, skip_nulls=false) }}
+        ) as order_id,
         count(distinct transaction_id) as purchases
-    from ordered
+    from events
     group by session_id
 )
 
