@@ -159,7 +159,11 @@ class MarkovChain:
 
 def markov_chain(paths: pd.DataFrame) -> MarkovChain:
     """First-order transition matrix from normalised paths (see :func:`normalize_paths`)."""
-    agg = _aggregate(paths)
+    return _chain(_aggregate(paths))
+
+
+def _chain(agg: pd.DataFrame) -> MarkovChain:
+    """:func:`markov_chain` of the :func:`_aggregate` of the paths."""
     channels = sorted({c for path in agg["channels"] for c in path})
     states = ("start", *channels, "conversion", "null")
     index = {c: i + 1 for i, c in enumerate(channels)}
@@ -184,9 +188,12 @@ def markov_attribution(paths: pd.DataFrame, **columns: str) -> pd.DataFrame:
     ``paths`` may be raw (column names via keyword arguments of
     :func:`normalize_paths`) or already normalised.
     """
-    norm = _ensure_normalized(paths, columns)
-    chain = markov_chain(norm)
-    agg = _aggregate(norm)
+    return _markov_attribution(_aggregate(_ensure_normalized(paths, columns)))
+
+
+def _markov_attribution(agg: pd.DataFrame) -> pd.DataFrame:
+    """:func:`markov_attribution` of the :func:`_aggregate` of the normalised paths."""
+    chain = _chain(agg)
     total_conv = float(agg.loc[agg["converted"], "count"].sum())
     total_value = float(agg.loc[agg["converted"], "value"].sum())
     base = chain.conversion_probability() if chain.channels else 0.0
@@ -203,8 +210,7 @@ def markov_attribution(paths: pd.DataFrame, **columns: str) -> pd.DataFrame:
 # Shapley
 
 
-def _converting_sets(norm: pd.DataFrame, worth: str) -> tuple[list[str], dict[frozenset[str], float]]:
-    agg = _aggregate(norm)
+def _converting_sets(agg: pd.DataFrame, worth: str) -> tuple[list[str], dict[frozenset[str], float]]:
     channels = sorted({c for path in agg["channels"] for c in path})
     sets: dict[frozenset[str], float] = {}
     conv = agg[agg["converted"]]
@@ -224,8 +230,14 @@ def shapley_values(
     **columns: str,
 ) -> dict[str, float]:
     """Shapley value of every channel for the subset-worth game (see module docstring)."""
-    norm = _ensure_normalized(paths, columns)
-    channels, sets = _converting_sets(norm, worth)
+    return _shapley_values(_aggregate(_ensure_normalized(paths, columns)), worth, method, max_channels)
+
+
+def _shapley_values(
+    agg: pd.DataFrame, worth: Literal["conversions", "value"], method: Literal["exact", "enumerate"], max_channels: int
+) -> dict[str, float]:
+    """:func:`shapley_values` of the :func:`_aggregate` of the normalised paths."""
+    channels, sets = _converting_sets(agg, worth)
     if method == "exact":
         phi = dict.fromkeys(channels, 0.0)
         for members, w in sets.items():
@@ -266,9 +278,14 @@ def shapley_attribution(
     **columns: str,
 ) -> pd.DataFrame:
     """Channel-level Shapley attribution (``model, channel, weight (= Shapley value), credit_share, ...``)."""
-    norm = _ensure_normalized(paths, columns)
-    phi = shapley_values(norm, worth=worth, method=method, max_channels=max_channels)
-    agg = _aggregate(norm)
+    return _shapley_attribution(_aggregate(_ensure_normalized(paths, columns)), worth, method, max_channels)
+
+
+def _shapley_attribution(
+    agg: pd.DataFrame, worth: Literal["conversions", "value"], method: Literal["exact", "enumerate"], max_channels: int
+) -> pd.DataFrame:
+    """:func:`shapley_attribution` of the :func:`_aggregate` of the normalised paths."""
+    phi = _shapley_values(agg, worth, method, max_channels)
     total_conv = float(agg.loc[agg["converted"], "count"].sum())
     total_value = float(agg.loc[agg["converted"], "value"].sum())
     out = pd.DataFrame({"channel": list(phi), "weight": [max(v, 0.0) for v in phi.values()]})
@@ -373,7 +390,11 @@ def order_credits(
 
 def attribution_diagnostics(paths: pd.DataFrame, **columns: str) -> dict[str, float]:
     """Counts behind an attribution run (paths, conversions, value, channels, empty paths)."""
-    norm = _ensure_normalized(paths, columns)
+    return _attribution_diagnostics(_ensure_normalized(paths, columns))
+
+
+def _attribution_diagnostics(norm: pd.DataFrame) -> dict[str, float]:
+    """:func:`attribution_diagnostics` of normalised paths."""
     empty = norm["channels"].map(len) == 0
     return {
         "n_paths": int(len(norm)),
@@ -384,10 +405,21 @@ def attribution_diagnostics(paths: pd.DataFrame, **columns: str) -> dict[str, fl
     }
 
 
+def attribute_paths(paths: pd.DataFrame, **columns: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """(:func:`markov_attribution`, :func:`shapley_attribution` with its defaults,
+    :func:`attribution_diagnostics`) of the same paths, normalising and aggregating them once
+    (each of the three does both; at a million journeys that is most of their time)."""
+    norm = _ensure_normalized(paths, columns)
+    agg = _aggregate(norm)
+    return (_markov_attribution(agg), _shapley_attribution(agg, "conversions", "exact", 15),
+            _attribution_diagnostics(norm))
+
+
 __all__ = [
     "ATTRIBUTION_COLUMNS",
     "ORDER_CREDIT_COLUMNS",
     "MarkovChain",
+    "attribute_paths",
     "attribution_diagnostics",
     "channel_attribution",
     "markov_attribution",

@@ -86,9 +86,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ml.artifacts import load_artifact, save_artifact, to_jsonable
-from ml.attribution import attribution_diagnostics, markov_attribution, order_credits, shapley_attribution
+from ml.attribution import attribute_paths, order_credits
 from ml.clv import CLVModel, InsufficientDataError, ModelFitError
 from ml.evaluation import qualifies, run_task
 from ml.holdout import HOLDOUT_DECILE_COLUMNS, holdout_deciles
@@ -277,7 +279,7 @@ def transactions_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     wh = get_warehouse(settings)
     _require_orders(wh)
     cutoff = _day(as_of)
-    frame = wh.query_df(
+    frame = wh.query_frame(
         "select cast(customer_id as varchar) as customer_id, order_id, ordered_at, "
         "case when net_revenue > 0 then net_revenue else 0 end as amount "
         f"from {_tbl(wh, 'fct_orders')} where {_paid_orders_where(cutoff)} "
@@ -387,7 +389,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     catalog = _require_orders(wh)
     day = _day(as_of)
     d30, d90 = _lit(day - dt.timedelta(days=30)), _lit(day - dt.timedelta(days=90))
-    base = wh.query_df(
+    base = wh.query_frame(
         f"select distinct cast(customer_id as varchar) as customer_id from {_tbl(wh, 'fct_orders')} "
         f"where {_paid_orders_where(day)} order by 1"
     )
@@ -400,8 +402,13 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
             values = pd.DataFrame(index=pd.Index([], dtype=object))
         else:
             values = block.assign(customer_id=block["customer_id"].astype(str)).set_index("customer_id")
+        # align once for every column (a map per column hashes the customer ids again each time)
+        aligned = values.reindex(pd.Index(out["customer_id"]))
         for c in names:
-            col = out["customer_id"].map(values[c]) if c in values.columns else pd.Series(np.nan, index=out.index)
+            if c in values.columns:
+                col = pd.Series(aligned[c].to_numpy(), index=out.index)
+            else:
+                col = pd.Series(np.nan, index=out.index)
             col = pd.to_numeric(col, errors="coerce").astype("float64")
             out[c] = col.fillna(0.0) if (c in zero and c in values.columns) else col
 
@@ -447,7 +454,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
                 f"sum(case when {recent} and {flag('has_add_to_cart')} = 1 and {flag(purchased)} = 0 "
                 "then 1 else 0 end) as carts_without_purchase_90d"
             )
-        block = wh.query_df(
+        block = wh.query_frame(
             f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
             f"from {_tbl(wh, 'fct_sessions')} where customer_id is not null and {sday} <= {_lit(day)} "
             "group by cast(customer_id as varchar)"
@@ -468,7 +475,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
             )
         if "is_escalated" in ccols:
             exprs.append("sum(case when is_escalated then 1 else 0 end) as support_cases_escalated")
-        block = wh.query_df(
+        block = wh.query_frame(
             f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
             f"from {_tbl(wh, 'fct_support_cases')} where customer_id is not null and {cday} <= {_lit(day)} "
             "group by cast(customer_id as varchar)"
@@ -487,7 +494,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     # imported transaction logs record neither payment attempts nor refunds: only orders of a
     # payment source count, and a customer without any keeps NULL (unknown, not "none")
     payments = "order_source <> 'import'" if "order_source" in ocols else "1 = 1"
-    block = wh.query_df(
+    block = wh.query_frame(
         f"select cast(customer_id as varchar) as customer_id, {', '.join(exprs)} "
         f"from {_tbl(wh, 'fct_orders')} where customer_id is not null and cast(ordered_at as date) <= {_lit(day)} "
         f"and {payments} group by cast(customer_id as varchar)"
@@ -499,7 +506,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     if {"customer_id", "is_email_opted_out"} <= dcols:
         # consent is known for customers with a CRM contact (dim_customers defaults it to false)
         known = "has_crm_contact" if "has_crm_contact" in dcols else "1 = 1"
-        block = wh.query_df(
+        block = wh.query_frame(
             "select cast(customer_id as varchar) as customer_id, "
             f"max(case when {known} then (case when is_email_opted_out then 1 else 0 end) end) as is_email_opted_out "
             f"from {_tbl(wh, 'dim_customers')} where customer_id is not null group by cast(customer_id as varchar)"
@@ -530,7 +537,7 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
         ]
     cust = "cast(customer_id as varchar)" if "customer_id" in pcols else "cast(null as varchar)"
     conv = "converting_session_id" if "converting_session_id" in pcols else "cast(null as varchar)"
-    orders = wh.query_df(
+    orders = wh.query_frame(
         f"select order_id, {cust} as customer_id, net_revenue, {conv} as converting_session_id, channel_path "
         f"from {_tbl(wh, 'fct_conversion_paths')} order by order_id"
     )
@@ -541,11 +548,11 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
     detail = ("order_id", "touchpoint_index", "session_id", "channel_group", "source", "medium", "campaign", "touched_at")
     touch = pd.DataFrame()
     if set(detail) | {"model"} <= acols:
-        touch = wh.query_df(
+        touch = wh.query_frame(
             f"select {', '.join(detail)} from {_tbl(wh, 'fct_attribution')} where model = 'linear' "
             "order by order_id, touchpoint_index"
         )
-        touch = touch[touch["order_id"].isin(set(orders["order_id"]))]
+        touch = touch[_isin(touch["order_id"], orders["order_id"])]
         if touch.empty:
             notes.append("gold.fct_attribution has no linear rows: touchpoints taken from channel_path")
     else:
@@ -572,13 +579,41 @@ def _group_tuples(keys: pd.DataFrame, values: pd.Series) -> list[tuple[str, ...]
     for c in keys.columns:
         col = keys[c].to_numpy()
         change[1:] |= col[1:] != col[:-1]
-    starts = np.flatnonzero(change)
-    vals = values.astype(str).to_numpy(dtype=object)
-    return [tuple(chunk) for chunk in np.split(vals, starts[1:])]
+    bounds = [*np.flatnonzero(change).tolist(), len(values)]
+    vals = values.astype(str).tolist()
+    return [tuple(vals[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _isin(values: pd.Series, members: pd.Series) -> np.ndarray:
+    """``values.isin(members)`` as a bool array, computed by Arrow for text keys.
+
+    pandas' ``isin`` on Arrow-backed strings (the ``str`` dtype) loops in Python over the values
+    (seconds at a million sessions).  NULLs are never members.  Other dtypes use pandas.
+    """
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
+    try:
+        arr = pa.array(values, from_pandas=True)
+        pool = pa.array(members.dropna(), from_pandas=True)
+        arrow = any(t(arr.type) for t in text) and any(t(pool.type) for t in text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects
+        arrow = False
+    if not arrow:
+        return values.isin(set(members.dropna())).to_numpy(dtype=bool)
+    found = pc.is_in(arr.cast(pa.large_string()), value_set=pool.cast(pa.large_string()), skip_nulls=True)
+    return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def _stable_sort(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """``frame.sort_values(by, kind="mergesort")`` (stable, NULLs last), sorted by Arrow: pandas'
+    multi-column sort factorizes Arrow-backed strings slowly.  Text sorts by code point, as in
+    pandas."""
+    keys = pa.table({c: pa.array(frame[c], from_pandas=True) for c in by})
+    order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in by])  # NULLs last (the default)
+    return frame.take(order.to_numpy())
 
 
 def _non_converting_paths(
-    wh: Warehouse, catalog: Catalog, touch_sessions: set[str], converting_sessions: set[str], lookback_days: int
+    wh: Warehouse, catalog: Catalog, touch_sessions: pd.Series, converting_sessions: pd.Series, lookback_days: int
 ) -> tuple[pd.DataFrame, list[str]]:
     """Journeys that did not convert, from gold.fct_sessions (no dbt model holds them yet).
 
@@ -586,7 +621,8 @@ def _non_converting_paths(
     ``user_pseudo_id``).  Each journey key's sessions are split at its conversions (a converting
     session ends a segment); the sessions of a segment that are not touchpoints of a converting
     order are cut into windows of ``lookback_days`` from the segment's first such session; every
-    window is one non-converting path (its channel groups in time order).
+    window is one non-converting path (its channel groups in time order).  ``touch_sessions`` and
+    ``converting_sessions`` are session ids (text; NULLs ignored).
     """
     cols = catalog.get("fct_sessions", set())
     need = {"session_id", "started_at", "channel_group"}
@@ -596,7 +632,7 @@ def _non_converting_paths(
     cust = "cast(customer_id as varchar)" if "customer_id" in cols else "cast(null as varchar)"
     dev = "cast(user_pseudo_id as varchar)" if "user_pseudo_id" in cols else "cast(null as varchar)"
     order = "cast(order_id as varchar)" if "order_id" in cols else "cast(null as varchar)"
-    s = wh.query_df(
+    s = wh.query_frame(
         f"select cast(session_id as varchar) as session_id, {cust} as customer_id, {dev} as user_pseudo_id, "
         f"started_at, channel_group, {order} as order_id from {_tbl(wh, 'fct_sessions')} "
         "where started_at is not null"
@@ -606,17 +642,23 @@ def _non_converting_paths(
     key = s["customer_id"].where(s["customer_id"].notna(), "device:" + s["user_pseudo_id"].astype(str))
     key = key.where(s["customer_id"].notna() | s["user_pseudo_id"].notna())
     s = s.assign(key=key, started_at=pd.to_datetime(s["started_at"]))
-    s = s[s["key"].notna()].sort_values(["key", "started_at", "session_id"], kind="mergesort").reset_index(drop=True)
-    converting = s["session_id"].isin(converting_sessions) if converting_sessions else s["order_id"].notna()
+    s = _stable_sort(s[s["key"].notna()], ["key", "started_at", "session_id"]).reset_index(drop=True)
+    has_conversions = converting_sessions.notna().any()
+    converting = pd.Series(
+        _isin(s["session_id"], converting_sessions) if has_conversions else s["order_id"].notna().to_numpy(),
+        index=s.index,
+    )
     conv_int = converting.astype("int64")
     s["segment"] = conv_int.groupby(s["key"], sort=False).cumsum() - conv_int
-    s = s[~(s["session_id"].isin(touch_sessions) | converting)]
+    s = s[~(_isin(s["session_id"], touch_sessions) | converting.to_numpy())]
     if s.empty:
         return pd.DataFrame(), []
     first = s.groupby(["key", "segment"], sort=False)["started_at"].transform("min")
     s["window"] = ((s["started_at"] - first) // pd.Timedelta(days=int(lookback_days))).astype("int64")
     s["channel_group"] = s["channel_group"].fillna("Unassigned").astype(str)
-    s = s.sort_values(["key", "segment", "window", "started_at", "session_id"], kind="mergesort")
+    # s is now sorted by key, segment, window, started_at, session_id: within a key the rows are
+    # in (started_at, session_id) order, segment is a running count and window grows with
+    # started_at within a segment -- no second sort needed
     paths = _group_tuples(s[["key", "segment", "window"]], s["channel_group"])
     out = pd.DataFrame({
         "path_id": [f"nc{i}" for i in range(len(paths))],
@@ -646,17 +688,19 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
     summary: dict[str, Any] = {"orders": 0, "rows": 0, "notes": notes}
     if orders.empty or touch.empty:
         return None, summary
-    touch_sessions = set(touch["session_id"].dropna().astype(str))
-    conv_sessions = set(orders["converting_session_id"].dropna().astype(str)) | set(
-        touch.groupby("order_id")["session_id"].last().dropna().astype(str)
+    touch_sessions = touch["session_id"].dropna().astype(str)
+    conv_sessions = pd.concat(
+        [orders["converting_session_id"].dropna().astype(str),
+         touch.groupby("order_id")["session_id"].last().dropna().astype(str)],
+        ignore_index=True,
     )
     non_conv, more = _non_converting_paths(wh, catalog, touch_sessions, conv_sessions, settings.attribution_lookback_days)
     notes.extend(more)
-    touch = touch[touch["order_id"].isin(set(orders["order_id"]))]
+    touch = touch[_isin(touch["order_id"], orders["order_id"])]
     touch["position"] = touch.groupby("order_id", sort=False).cumcount().astype("int64") + 1
     ids = touch["order_id"].drop_duplicates()
     channels = pd.Series(_group_tuples(touch[["order_id"]], touch["channel_group"]), index=ids.to_numpy(), dtype=object)
-    conv_paths = orders[orders["order_id"].isin(set(ids))].copy()
+    conv_paths = orders[_isin(orders["order_id"], ids)].copy()
     conv_paths["channels"] = conv_paths["order_id"].map(channels)
     paths = pd.DataFrame({
         "path_id": conv_paths["order_id"].to_numpy(),
@@ -666,8 +710,7 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
     })
     if not non_conv.empty:
         paths = pd.concat([paths, non_conv], ignore_index=True)
-    markov = markov_attribution(paths)
-    shapley = shapley_attribution(paths)
+    markov, shapley, diag = attribute_paths(paths)
     weights = pd.concat([markov[["model", "channel", "weight"]], shapley[["model", "channel", "weight"]]],
                         ignore_index=True)
     credits = order_credits(
@@ -686,7 +729,6 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
     frame["attributed_revenue"] = frame["attributed_revenue"].astype("float64")
     for c in ("order_id", "customer_id", "session_id", "channel_group", "source", "medium", "campaign", "model"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    diag = attribution_diagnostics(paths)
     summary.update({
         "orders": int(conv_paths["order_id"].nunique()),
         "rows": int(len(frame)),

@@ -90,6 +90,21 @@ class Warehouse(abc.ABC):
             cols = [d[0] for d in cur.description] if cur.description else []
             return pd.DataFrame([tuple(r) for r in cur.fetchall()], columns=cols)
 
+    def query_frame(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = False) -> pd.DataFrame:
+        """A query's rows as a frame, faster than :meth:`query_df` for large results.
+
+        :meth:`query_df` infers each column's dtype from the Python values of the rows; here it
+        follows the column's SQL type (DuckDB: the result goes through Arrow, no Python object per
+        value for numbers, text and timestamps).  The two agree, NULLs included, for text,
+        integer, double, boolean, decimal, date and timestamp columns (a zoned timestamp has the
+        same zone name, possibly another tzinfo class); they differ where inference differs:
+        HUGEINT (what DuckDB's ``sum`` of integers returns) comes as ``Decimal`` objects, an
+        all-NULL column keeps its type (NaN rather than None), intervals and nested types come
+        as Arrow converts them.  Callers coerce the columns they use.  Targets without a fast
+        path return :meth:`query_df`.
+        """
+        return self.query_df(sql, params, read_only=read_only)
+
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
@@ -208,6 +223,21 @@ class DuckDBWarehouse(Warehouse):
 
     def _exec(self, con: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
         return con.execute(sql, list(params) if params is not None else None)
+
+    def query_frame(self, sql: str, params: Sequence[Any] | None = None, read_only: bool = False) -> pd.DataFrame:
+        import pyarrow as pa
+
+        with self.connect(read_only=read_only) as con:
+            rel = con.sql(sql, params=list(params) if params is not None else None)
+            if rel is None:  # a statement without a result
+                return pd.DataFrame()
+            table = rel.to_arrow_table()
+        # integers as int64 (float64 with NULLs), as query_df infers them from Python ints
+        wide = pa.schema([
+            f.with_type(pa.int64()) if pa.types.is_integer(f.type) and f.type != pa.uint64() else f
+            for f in table.schema
+        ])
+        return table.cast(wide).to_pandas()
 
     def dbt_profile(self) -> dict[str, Any]:
         return {"type": "duckdb", "path": str(self.path), "threads": self.settings.dbt_threads}

@@ -249,6 +249,20 @@ def test_sql_rfm_summary_on_postgres(pg_settings, gold_tables):
     assert feats["sessions_total"].isna().all()  # no fct_sessions on this warehouse: features stay NULL
 
 
+@pytest.mark.postgres
+def test_attribution_and_behaviour_on_postgres_equal_duckdb(pg_settings, tmp_path, gold_tables):
+    tables = {k: gold_tables[k] for k in ("fct_orders", "fct_sessions", "fct_conversion_paths", "fct_attribution")}
+    duck = _settings(tmp_path)
+    for settings in (pg_settings, duck):
+        write_gold(settings, tables)
+    got, got_summary = jobs.attribution_from_gold(pg_settings)
+    expected, expected_summary = jobs.attribution_from_gold(duck)
+    assert got_summary["non_converting_paths"] == expected_summary["non_converting_paths"] > 0
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(jobs.behavior_features_from_gold(pg_settings, END),
+                                  jobs.behavior_features_from_gold(duck, END), check_exact=False, rtol=1e-9)
+
+
 def test_behavior_features_as_of_a_cutoff(env, gold_tables):
     feats = jobs.behavior_features_from_gold(env["settings"], EARLIER).set_index("customer_id")
     assert list(feats.columns) == list(jobs.BEHAVIOR_FEATURES)
@@ -440,6 +454,44 @@ def test_markov_and_shapley_credits_per_order_sum_to_one(env, gold_tables):
     attr = env["scored"]["attribution"]
     assert attr["non_converting_paths"] > 0 and 0 < attr["conversion_probability"] < 1
     assert abs(sum(attr["channel_share"]["markov"].values()) - 1) < 1e-6
+
+
+def test_query_frame_returns_what_query_df_returns_on_duckdb(tmp_path):
+    wh = get_warehouse(_settings(tmp_path))
+    sql = """
+        select * from (values
+            (1, cast(null as bigint), 1.5, cast(1.25 as decimal(18, 2)), cast(null as decimal(18, 2)), 'a',
+             cast(null as varchar), date '2024-01-02', cast(null as date), timestamp '2024-01-01 01:02:03',
+             cast(null as timestamp), timestamptz '2024-01-01 01:02:03+00', true, cast(null as boolean)),
+            (2, 5, cast(null as double), 2.5, 3.1, 'é>b', 'x', date '2024-01-03', date '2024-01-04',
+             timestamp '2024-01-01 01:02:04', timestamp '2024-01-01 01:02:05', timestamptz '2024-01-02 01:02:03+00',
+             false, true)
+        ) as t(i, null_i, f, dec, null_dec, s, null_s, d, null_d, ts, null_ts, tstz, b, null_b)
+        where i >= ? order by i
+    """
+    fast, slow = wh.query_frame(sql, [1]), wh.query_df(sql, [1])
+    # the same zone, possibly as another tzinfo class
+    assert str(fast["tstz"].dtype) == str(slow["tstz"].dtype) and (fast["tstz"] == slow["tstz"]).all()
+    pd.testing.assert_frame_equal(fast.drop(columns="tstz"), slow.drop(columns="tstz"), check_exact=True)
+    assert [type(v) for v in fast["dec"]] == [type(v) for v in slow["dec"]]
+    assert fast["null_b"].tolist() == slow["null_b"].tolist() and fast["null_d"].tolist() == slow["null_d"].tolist()
+    assert wh.query_frame("select 1 as x where false").columns.tolist() == ["x"]
+
+
+def test_arrow_isin_and_sort_match_pandas():
+    values = pd.Series(["b", None, "é", "a", "b", "Z"], dtype="str")
+    members = pd.Series(["b", "é", None, "q"], dtype="str")
+    assert jobs._isin(values, members).tolist() == values.isin(set(members.dropna())).tolist()
+    assert jobs._isin(values.astype(object), members.astype(object)).tolist() == [True, False, True, False, True, False]
+    assert not jobs._isin(values, members.iloc[:0]).any()
+    assert jobs._isin(pd.Series([1, 2, 3]), pd.Series([2])).tolist() == [False, True, False]
+    assert jobs._isin(pd.Series([1, "a", None], dtype=object), pd.Series(["a"])).tolist() == [False, True, False]
+    frame = pd.DataFrame({
+        "key": values, "at": pd.to_datetime(["2024-01-02", "2024-01-01", None, "2024-01-01", "2024-01-01", "2024-01-03"]),
+        "n": range(6),
+    })
+    expected = frame.sort_values(["key", "at"], kind="mergesort")
+    pd.testing.assert_frame_equal(jobs._stable_sort(frame, ["key", "at"]), expected)
 
 
 def test_attribution_falls_back_to_channel_paths(tmp_path, gold_tables):
