@@ -91,7 +91,39 @@ class DbtStage:
         return failed_s
 
 
-def run(size: str, seed: int, skip_dag: bool, workdir: Path) -> dict[str, Any]:
+def ingest(stages: list[dict[str, Any]], prefix: str, settings: Any, sources: list[str], interval: Any,
+           concurrent: bool) -> None:
+    """Extract and validate+load every source for ``interval``.
+
+    concurrent (the default, shaped like retailpulse_daily under a scheduler): one thread per
+    source runs its extract, then its load; extracts overlap (they only write landing files,
+    like the DAG's unpooled extract tasks) and loads take one lock (the one-slot warehouse pool),
+    in the order their extracts finish. Sequential: every extract, then every load, one at a
+    time (what ``dag.test`` does)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from retailpulse import pipeline
+
+    if not concurrent:
+        for source in sources:
+            timed(stages, f"{prefix}extract {source}", lambda s=source: pipeline.stage_extract(settings, s, interval))
+        for source in sources:
+            timed(stages, f"{prefix}validate+load {source}", lambda s=source: pipeline.stage_load(settings, s, interval))
+        return
+    pool = threading.Lock()
+
+    def chain(source: str) -> None:
+        timed(stages, f"{prefix}extract {source}", lambda: pipeline.stage_extract(settings, source, interval))
+        with pool:
+            timed(stages, f"{prefix}validate+load {source}", lambda: pipeline.stage_load(settings, source, interval))
+
+    with ThreadPoolExecutor(max_workers=len(sources) or 1, thread_name_prefix="bench-source") as ex:
+        for f in [ex.submit(chain, s) for s in sources]:
+            f.result()
+
+
+def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = True) -> dict[str, Any]:
     from ingestion.connectors import SOURCES, is_configured
     from ingestion.interval import Interval
     from retailpulse import airflow_setup, pipeline
@@ -117,13 +149,9 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path) -> dict[str, Any]:
         settings = load_settings()
         full = Interval.for_dates(start, end - dt.timedelta(days=1))
         pipeline.init_warehouse(settings)
+        sources = [s for s in SOURCES if is_configured(s, settings)]
         direct_began = time.perf_counter()
-        for source in SOURCES:
-            if is_configured(source, settings):
-                timed(stages, f"extract {source}", lambda s=source: pipeline.stage_extract(settings, s, full))
-        for source in SOURCES:
-            if is_configured(source, settings):
-                timed(stages, f"validate+load {source}", lambda s=source: pipeline.stage_load(settings, s, full))
+        ingest(stages, "", settings, sources, full, concurrent)
         dbt = DbtStage()
         failed_attempts = dbt(stages, "dbt build (full refresh)", settings, True)
         if hasattr(pipeline, "stage_ml"):
@@ -138,10 +166,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path) -> dict[str, Any]:
         day = Interval.for_dates(end, end)
         incr_stages: list[dict[str, Any]] = []
         incr_began = time.perf_counter()
-        for source in SOURCES:
-            if is_configured(source, settings):
-                timed(incr_stages, f"incr extract {source}", lambda s=source: pipeline.stage_extract(settings, s, day))
-                timed(incr_stages, f"incr validate+load {source}", lambda s=source: pipeline.stage_load(settings, s, day))
+        ingest(incr_stages, "incr ", settings, sources, day, concurrent)
         failed_attempts = dbt(incr_stages, "incr dbt build", settings, False)
         if hasattr(pipeline, "stage_ml"):
             timed(incr_stages, "incr ml scoring", lambda: pipeline.stage_ml(settings, day))
@@ -176,6 +201,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path) -> dict[str, Any]:
                     "load_avg_at_start": load_at_start,
                     "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "world_was_cached": world_cached,
+        "schedule": "concurrent" if concurrent else "sequential",
         "world": meta.get("counts", {}),
         "stages": stages,
         "direct_pipeline_seconds": round(direct_seconds, 2),
@@ -207,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="measure the DAG run only up to this size (e.g. small: DAG at small, not at medium)")
     ap.add_argument("--others", action="store_true",
                     help="also run the focused benches (dbt DuckDB vs Postgres, sessionization, ingestion clients)")
+    ap.add_argument("--sequential", action="store_true",
+                    help="extract and load the sources one after another (default: extracts overlap, loads one "
+                         "at a time, as the DAG runs under a scheduler)")
     ap.add_argument("--workdir", type=Path, help="keep the run's warehouse/landing under DIR/<size> (default: a temp dir)")
     ap.add_argument("--markdown-only", action="store_true", help="only regenerate bench/RESULTS.md from the JSON")
     args = ap.parse_args(argv)
@@ -237,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 shutil.rmtree(wd)
             wd.mkdir(parents=True)
-            result = run(size, args.seed, skip_dag, wd)
+            result = run(size, args.seed, skip_dag, wd, not args.sequential)
         else:
             with tempfile.TemporaryDirectory(prefix=f"rp-bench-{size}-") as tmp:
-                result = run(size, args.seed, skip_dag, Path(tmp))
+                result = run(size, args.seed, skip_dag, Path(tmp), not args.sequential)
         out = RESULTS / f"pipeline_{size}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}", flush=True)
