@@ -168,3 +168,19 @@
 {% macro duckdb__first_by(value, order_by, condition, skip_nulls) -%}
     {{ 'arg_min' if skip_nulls else 'arg_min_null' }}({{ value }}, row({{ order_by | join(', ') }})){{ _rp_first_by_filter(value, condition, skip_nulls) }}
 {%- endmacro %}
+
+{#- In an incremental run: the first day an incremental model re-processes, `lookback` days
+    before the latest `date_column` already in the model ({{ this }}), as a date literal. It is
+    looked up before the model's query runs so that the engine filters the scan with a constant
+    (a subquery in the filter is planned as a join after every row has been read and projected).
+    1900-01-01 when the model is empty. -#}
+{% macro incremental_cutoff_date(date_column, lookback) -%}
+    {%- set value = none -%}
+    {%- if execute -%}
+        {%- set sql -%}
+            select cast({{ dbt.dateadd('day', -lookback, 'max(' ~ date_column ~ ')') }} as date) from {{ this }}
+        {%- endset -%}
+        {%- set value = run_query(sql).columns[0].values()[0] -%}
+    {%- endif -%}
+    cast('{{ (value | string)[:10] if value is not none else "1900-01-01" }}' as date)
+{%- endmacro %}

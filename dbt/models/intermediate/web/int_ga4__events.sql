@@ -22,11 +22,7 @@
 with window_events as (
     select * from {{ ref('stg_ga4__events') }}
     {% if is_incremental() %}
-    where event_date >= (
-        select coalesce(
-            {{ dbt.dateadd('day', -lookback, 'max(event_date)') }}, cast('1900-01-01' as timestamp)
-        ) from {{ this }}
-    )
+    where event_date >= {{ incremental_cutoff_date('event_date', lookback) }}
     {% endif %}
 ),
 

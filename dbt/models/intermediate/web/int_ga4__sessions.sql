@@ -22,11 +22,7 @@ with events as (
     {% if is_incremental() %}
     where session_id in (
         select session_id from {{ ref('int_ga4__events') }}
-        where event_date >= (
-            select coalesce(
-            {{ dbt.dateadd('day', -lookback, 'max(last_event_date)') }}, cast('1900-01-01' as timestamp)
-        ) from {{ this }}
-        )
+        where event_date >= {{ incremental_cutoff_date('last_event_date', lookback) }}
     )
     {% endif %}
 ),
