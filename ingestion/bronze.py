@@ -16,6 +16,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ingestion.flatten import flat_records_to_frame as records_to_frame_flat
@@ -133,16 +134,21 @@ def _is_tombstone_line(line: bytes) -> bool:
         return False
 
 
-def _read_raw(zone: LandingZone, spec: ObjectSpec, interval: Interval, suppressor: Any = None) -> _RawBatch:
+def _read_raw(zone: LandingZone, spec: ObjectSpec, interval: Interval, suppressor: Any = None,
+              data: bytes | None = None) -> _RawBatch:
     """Read a landed batch: tombstones and exact duplicate lines out. Specs with an Arrow path
     keep the remaining lines for :func:`_type_batches`; the others are parsed and flattened
-    here (malformed lines out)."""
+    here (malformed lines out). ``data``: the landed file's text, when already read."""
+    from retailpulse.erasure import TOMBSTONE_FIELD
+
     manifest = zone.read_manifest(spec.source, spec.name, interval)
     if manifest is None:
         raise FileNotFoundError(
             f"no landed batch for {spec.source}.{spec.name} {interval}: run the extract task first"
         )
-    lines = zone.read_lines(spec.source, spec.name, interval)
+    if data is None:
+        data = zone.read_data(spec.source, spec.name, interval)
+    lines = [ln for ln in data.split(b"\n") if ln]
     if len(lines) != manifest.record_count:
         raise BatchRefused(
             f"{spec.source}.{spec.name} {interval.key}: manifest says {manifest.record_count} records, "
@@ -150,23 +156,31 @@ def _read_raw(zone: LandingZone, spec: ObjectSpec, interval: Interval, suppresso
         )
     raw = _LandedRecords(lines)
     pre_rejects: list[dict[str, Any]] = []
-    good_idx: list[int] = []
-    seen: dict[bytes, int] = {}
     duplicates = 0
     tombstones: list[int] = []
-    for i, line in enumerate(lines):
-        if _is_tombstone_line(line):
-            tombstones.append(i)
-            continue
-        first = seen.get(line)
-        if first is not None:
-            duplicates += 1
-            pre_rejects.append({"row": i, "rule": "duplicate_record", "record": raw[i], "first": first})
-            continue
-        seen[line] = i
-        good_idx.append(i)
+    # a tombstone line holds the marker field: without it anywhere in the batch, none is one
+    maybe_tombstones = TOMBSTONE_FIELD.encode() in data
+    del data
+    if not maybe_tombstones and len(set(lines)) == len(lines):  # the common case: every line is good
+        good_idx = list(range(len(lines)))
+        good_lines = lines
+    else:
+        good_idx = []
+        seen: dict[bytes, int] = {}
+        for i, line in enumerate(lines):
+            if maybe_tombstones and _is_tombstone_line(line):
+                tombstones.append(i)
+                continue
+            first = seen.get(line)
+            if first is not None:
+                duplicates += 1
+                pre_rejects.append({"row": i, "rule": "duplicate_record", "record": raw[i], "first": first})
+                continue
+            seen[line] = i
+            good_idx.append(i)
+        good_lines = [lines[i] for i in good_idx]
     rb = _RawBatch(interval, manifest, raw, good_idx, None, set(), pre_rejects, duplicates, tombstones, set(),
-                   [lines[i] for i in good_idx])
+                   good_lines)
     if spec.prepare_table is None:
         _parse_records(spec, rb, suppressor)
     return rb
@@ -298,7 +312,7 @@ def _finish_typing(spec: ObjectSpec, rb: _RawBatch, frame: pd.DataFrame, cast_fa
     interval, manifest, raw, good_idx = rb.interval, rb.manifest, rb.raw, rb.good_idx
     pre_rejects, duplicates, tombstones, suppressed = rb.pre_rejects, rb.duplicates, rb.tombstones, set(rb.suppressed)
     present = set(rb.present) | set(drift)
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: the caller's frame keeps its index
     frame.index = good_idx
     if suppressor is not None and len(frame):
         hit = suppressor.frame_mask(frame)
@@ -337,7 +351,9 @@ def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome) -> Pr
     reject_rows = list(tb.pre_rejects)
     for i, rules in sorted(row_rules.items()):
         reject_rows.append({"row": i, "rule": ";".join(rules), "record": tb.raw[i]})
-    passed = tb.frame.drop(index=[i for i in row_rules if i in tb.frame.index])
+    in_frame = tb.frame.index
+    dropped = [i for i in row_rules if i in in_frame] if row_rules else []
+    passed = tb.frame.drop(index=dropped) if dropped else tb.frame
     extracted = len(tb.raw)
     # GDPR-suppressed rows are not data-quality rejects: they do not count against the batch
     counted, considered = len(reject_rows) - tb.suppressed, extracted - tb.suppressed
@@ -352,6 +368,24 @@ def _finish(spec: ObjectSpec, tb: _TypedBatch, outcome: ValidationOutcome) -> Pr
                          scrub_rows=list(tb.scrub_rows))
 
 
+def _read_landed(zone: LandingZone, spec: ObjectSpec, intervals: list[Interval]) -> list[bytes | None]:
+    """The landed files' text of several batches, decompressed by a few threads (zlib works
+    without the GIL); None where reading failed (:func:`_read_raw` reads it again and reports)."""
+    if len(intervals) < 2:
+        return [None] * len(intervals)
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(iv: Interval) -> bytes | None:
+        try:
+            return zone.read_data(spec.source, spec.name, iv)
+        except Exception:  # noqa: BLE001 - read again in order, where the error is reported
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        return list(pool.map(read, intervals))
+
+
 def prepare_batches(
     zone: LandingZone,
     spec: ObjectSpec,
@@ -360,7 +394,12 @@ def prepare_batches(
     suppressor: Any = None,
 ) -> list[PreparedBatch]:
     """Read, type and validate several landed batches of one object (one GX run for all)."""
-    typed = _type_batches(spec, [_read_raw(zone, spec, iv, suppressor) for iv in intervals], suppressor)
+    datas = _read_landed(zone, spec, intervals)
+    raws = []
+    for k, iv in enumerate(intervals):
+        raws.append(_read_raw(zone, spec, iv, suppressor, datas[k]))
+        datas[k] = None
+    typed = _type_batches(spec, raws, suppressor)
     outcomes = validate_batches(spec, [t.frame for t in typed], [t.present for t in typed], recent)
     return [_finish(spec, t, o) for t, o in zip(typed, outcomes)]
 
@@ -415,33 +454,42 @@ def _recent_volume_map(wh: Warehouse, spec: ObjectSpec, intervals: list[Interval
 
 
 def _body(prepared: PreparedBatch, interval: Interval, now: dt.datetime, source: str) -> pd.DataFrame:
-    body = prepared.frame.copy()
+    body = prepared.frame.copy(deep=False)  # copy-on-write: columns are added to this copy only
     n = len(body)
-    body.insert(0, "_interval_key", pd.Series([interval.key] * n, index=body.index, dtype="string"))
-    body["_batch_id"] = pd.Series([prepared.batch_id] * n, index=body.index, dtype="string")
-    body["_source"] = pd.Series([source] * n, index=body.index, dtype="string")
-    body["_interval_start"] = pd.Series([interval.start] * n, index=body.index, dtype="datetime64[us, UTC]")
-    body["_interval_end"] = pd.Series([interval.end] * n, index=body.index, dtype="datetime64[us, UTC]")
-    body["_extracted_at"] = pd.Series([pd.Timestamp(prepared.extracted_at)] * n, index=body.index,
-                                      dtype="datetime64[us, UTC]")
+    # constant columns by broadcasting one value (no per-row Python objects)
+    body.insert(0, "_interval_key", _const(interval.key, n, body.index, "string"))
+    body["_batch_id"] = _const(prepared.batch_id, n, body.index, "string")
+    body["_source"] = _const(source, n, body.index, "string")
+    body["_interval_start"] = _const(interval.start, n, body.index, "datetime64[us, UTC]")
+    body["_interval_end"] = _const(interval.end, n, body.index, "datetime64[us, UTC]")
+    body["_extracted_at"] = _const(pd.Timestamp(prepared.extracted_at), n, body.index, "datetime64[us, UTC]")
     body["_row_number"] = body.index.astype("int64")
-    body["_loaded_at"] = pd.Series([now] * n, index=body.index, dtype="datetime64[us, UTC]")
+    body["_loaded_at"] = _const(now, n, body.index, "datetime64[us, UTC]")
     return body.reset_index(drop=True)
+
+
+def _const(value: Any, n: int, index: Any = None, dtype: str = "string") -> pd.Series:
+    """``pd.Series([value] * n, index=index, dtype=dtype)`` without the list: the value is cast
+    once (a one-row series) and repeated."""
+    one = pd.Series([value], dtype=dtype)
+    out = one.iloc[np.zeros(n, dtype=np.intp)]
+    out.index = index if index is not None else pd.RangeIndex(n)
+    return out
 
 
 def _rejects(spec: ObjectSpec, prepared: PreparedBatch, interval: Interval, now: dt.datetime) -> pd.DataFrame:
     n = len(prepared.rejects)
     return pd.DataFrame({
-        "source": pd.Series([spec.source] * n, dtype="string"),
-        "object": pd.Series([spec.name] * n, dtype="string"),
-        "interval_key": pd.Series([interval.key] * n, dtype="string"),
-        "batch_id": pd.Series([prepared.batch_id] * n, dtype="string"),
+        "source": _const(spec.source, n),
+        "object": _const(spec.name, n),
+        "interval_key": _const(interval.key, n),
+        "batch_id": _const(prepared.batch_id, n),
         "row_number": prepared.rejects["row"].astype("int64").reset_index(drop=True),
         "rule": prepared.rejects["rule"].astype("string").reset_index(drop=True),
         "record": prepared.rejects["record"].map(  # None: content withheld (gdpr_suppressed)
             lambda r: None if r is None else (r if isinstance(r, str) else json.dumps(r, default=str))
         ).astype("string").reset_index(drop=True),
-        "rejected_at": pd.Series([now] * n, dtype="datetime64[us, UTC]"),
+        "rejected_at": _const(now, n, None, "datetime64[us, UTC]"),
     })
 
 

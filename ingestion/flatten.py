@@ -181,16 +181,18 @@ class NotArrowable(Exception):
     """The lines need the per-record path (the reason is in the message)."""
 
 
-def parse_lines(lines: list[bytes], spec: ObjectSpec) -> pa.Table:
+def parse_lines(lines: list[bytes], spec: ObjectSpec, buf: bytes | None = None) -> pa.Table:
     """Parse NDJSON lines with pyarrow's JSON reader: declared fields with the spec's explicit
-    schema, undeclared ones inferred. Raises NotArrowable on malformed JSON or a type conflict."""
+    schema, undeclared ones inferred. Raises NotArrowable on malformed JSON or a type conflict.
+    ``buf``: the lines already joined (``b"\\n".join(lines) + b"\\n"``), if the caller has them."""
     import io
 
     import pyarrow.json as pj
 
     if spec.arrow_schema is None:
         raise NotArrowable("no arrow schema")
-    buf = b"\n".join(lines) + b"\n"
+    if buf is None:
+        buf = b"\n".join(lines) + b"\n"
     try:
         return pj.read_json(
             io.BytesIO(buf),
@@ -238,9 +240,12 @@ def _json_text(arr: Any) -> pd.Series:
     else:
         todo = np.flatnonzero(valid)
     if len(todo):
-        for i, v in zip(todo, arr.take(pa.array(todo)).to_pylist()):
-            text[i] = json.dumps(v, separators=(",", ":"), default=str)
+        encode = _COMPACT_JSON.encode  # json.dumps(v, separators=(",", ":"), default=str), one encoder
+        text[todo] = [encode(v) for v in arr.take(pa.array(todo)).to_pylist()]
     return pd.Series(text, dtype="object")
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def _drift_text(arr: Any) -> pd.Series:
@@ -293,7 +298,10 @@ def lines_to_frame(lines: list[bytes], spec: ObjectSpec) -> tuple[pd.DataFrame, 
     """
     if spec.prepare_table is None:
         raise NotArrowable("no table prepare")
-    table = parse_lines(lines, spec) if lines else None
+    # the lines joined once: parsed by pyarrow, and searched for keys (a trailing newline does
+    # not change what a search for a key token finds)
+    buf = b"\n".join([*lines, b""]) if lines else b""
+    table = parse_lines(lines, spec, buf) if lines else None
     if table is None or table.num_rows != len(lines):
         raise NotArrowable("empty batch or row count mismatch")
     table = spec.prepare_table(table, lines)
@@ -305,8 +313,8 @@ def lines_to_frame(lines: list[bytes], spec: ObjectSpec) -> tuple[pd.DataFrame, 
         if name not in cols:  # as the record path: the first of colliding names wins
             cols[name] = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     declared = {f.name for f in spec.fields}
-    blob: bytes | None = None
     present: set[str] = set()
+    occurs: dict[bytes, bool] = {}
     out: dict[str, pd.Series] = {}
     schema_only = _SCHEMA_ONLY(spec)
     for f in spec.fields:
@@ -318,9 +326,10 @@ def lines_to_frame(lines: list[bytes], spec: ObjectSpec) -> tuple[pd.DataFrame, 
         elif f.name in cols and f.name not in schema_only:
             present.add(f.name)  # inferred from the lines: the key occurs
         elif f.name in schema_only:
-            if blob is None:
-                blob = b"\n".join(lines)
-            if f'"{f.name.rsplit("__", 1)[-1]}":'.encode() in blob:
+            token = f'"{f.name.rsplit("__", 1)[-1]}":'.encode()
+            if token not in occurs:  # several fields can share a key token (one search each)
+                occurs[token] = token in buf
+            if occurs[token]:
                 present.add(f.name)
         out[f.name] = _typed(arr, f).reset_index(drop=True)
     drift = [c for c in cols if c not in declared]

@@ -185,9 +185,12 @@ class LandingZone:
 
     def read_lines(self, source: str, obj: str, interval: Interval) -> list[bytes]:
         """The landed lines (bytes, without newline, blank lines skipped), read in one go."""
+        return [ln for ln in self.read_data(source, obj, interval).split(b"\n") if ln]
+
+    def read_data(self, source: str, obj: str, interval: Interval) -> bytes:
+        """The landed file's text (NDJSON bytes, decompressed)."""
         path = self.batch_dir(source, obj, interval) / PART
-        data = gzip.decompress(path.read_bytes())
-        return [ln for ln in data.split(b"\n") if ln]
+        return gzip.decompress(path.read_bytes())
 
     def write_sidecar(self, source: str, obj: str, interval: Interval, name: str, payload: dict[str, Any]) -> Path:
         path = self.batch_dir(source, obj, interval) / name

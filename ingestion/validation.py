@@ -148,8 +148,10 @@ def row_level_checks(expectations: list[tuple[Any, bool]], data: pd.DataFrame) -
             bad = ~present
         elif name == "ExpectColumnValuesToBeUnique":
             bad = present & col.duplicated(keep=False)
-        elif name == "ExpectColumnValuesToMatchRegex":
-            bad = present & ~col.astype(str).str.contains(kw["regex"], regex=True).fillna(False).astype(bool)
+        elif name == "ExpectColumnValuesToMatchRegex":  # only the set values are matched
+            hit = col[present].astype(str).str.contains(kw["regex"], regex=True).fillna(False).astype(bool)
+            bad = pd.Series(False, index=col.index)
+            bad[present.to_numpy()] = ~hit.to_numpy()
         elif name == "ExpectColumnValuesToBeInSet":
             bad = present & ~col.isin(list(kw["value_set"]))
         elif name == "ExpectColumnValuesToBeBetween":

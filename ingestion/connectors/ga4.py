@@ -246,14 +246,21 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
     for i in range(3, -1, -1):
         set_ = np.asarray(slots[i].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         slot[set_] = i
-    key_np = np.asarray(keys.to_numpy(zero_copy_only=False), dtype=object)
-    valid_key = np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    # the keys as codes into their distinct values (in order of first occurrence, as pc.unique)
+    encoded = pc.dictionary_encode(keys)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    with_value = np.flatnonzero((codes >= 0) & (slot >= 0))
+    by_code = codes[with_value]
+    order = np.argsort(by_code, kind="stable")  # per key, its params in flattened order
+    bounds = np.searchsorted(by_code[order], np.arange(len(encoded.dictionary) + 1))
     cols: dict[str, Any] = {}
-    for k in pc.unique(keys.filter(keys.is_valid())).to_pylist():
+    for code, k in enumerate(encoded.dictionary.to_pylist()):
         name = "param__" + k
         if name in table.column_names:
             return None  # a top-level field named like a param: rare, keep the per-record rules
-        sel = np.flatnonzero(valid_key & (key_np == k) & (slot >= 0))
+        sel = with_value[order[bounds[code]:bounds[code + 1]]]
         # first occurrence with a value per event wins
         ev, first = np.unique(parents[sel], return_index=True)
         pos = sel[first]
@@ -277,6 +284,12 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
             continue
         if spec is not None and not (used == 0).all():
             return None  # a number in a declared string param: str() rules of the record path
+        if (used == 0).all():  # all string values: placed with one take (null where no value)
+            where = np.full(n, -1, dtype=np.int64)
+            where[ev] = np.arange(len(ev))
+            got = slots[0].take(pa.array(pos))
+            cols[name] = got.take(pa.array(where, mask=where < 0)) if len(got) else pa.nulls(n, pa.string())
+            continue
         text = np.full(n, None, dtype=object)
         for j in (0, 1, 2, 3):
             at = used == j
@@ -292,15 +305,16 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
     for name, arr in cols.items():
         out = out.append_column(name, arr)
 
-    def text(col: str) -> list[Any]:
+    def text(col: str) -> Any:
+        """The column as text (null where absent), as str() of its values."""
         if col not in out.column_names:
-            return [None] * n
+            return pa.nulls(n, pa.string())
         c = out.column(col)
         if pa.types.is_null(c.type):
-            return [None] * n
+            return pa.nulls(n, pa.string())
         if not (pa.types.is_string(c.type) or pa.types.is_integer(c.type)):
             raise _Fallback
-        return pc.cast(c, pa.string()).to_pylist()
+        return pc.cast(c, pa.string())
 
     try:
         session = text("param__ga_session_id")
@@ -309,11 +323,15 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
     except _Fallback:
         return None
     sha = hashlib.sha256
-    keys_out = [
-        sha(f"{'' if a is None else a}|{'' if b is None else b}|{'' if c is None else c}|"
-            f"{'' if d is None else d}|{sha(ln).hexdigest() if e is None else e}".encode()).hexdigest()[:32]
-        for a, b, c, d, e, ln in zip(upid, ts, name, session, position, lines)
-    ]
+    # "<user_pseudo_id>|<event_timestamp>|<event_name>|<ga_session_id>|" (a null part is empty),
+    # then the position: batch_event_index, else the SHA-256 of the landed line
+    head = pc.binary_join_element_wise(upid, ts, name, session, pa.nulls(n, pa.string()), "|",
+                                       null_handling="replace", null_replacement="").to_pylist()
+    if position.null_count == n:
+        keys_out = [sha((h + sha(ln).hexdigest()).encode()).hexdigest()[:32] for h, ln in zip(head, lines)]
+    else:
+        keys_out = [sha((h + (sha(ln).hexdigest() if e is None else e)).encode()).hexdigest()[:32]
+                    for h, e, ln in zip(head, position.to_pylist(), lines)]
     return out.append_column("event_key", pa.array(keys_out, type=pa.string()))
 
 
