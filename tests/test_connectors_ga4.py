@@ -188,3 +188,18 @@ def test_landed_export_lines_are_copied_byte_for_byte(tmp_path, settings_factory
     assert m.record_count == 3
     assert (zone.batch_dir("ga4", "events", day("2025-01-02")) / "part-00000.ndjson.gz").read_bytes() == member
     assert zone.read_lines("ga4", "events", day("2025-01-02")) == lines
+
+
+def test_is_clean_ndjson_matches_the_byte_scans_it_replaces():
+    from ingestion.connectors.ga4 import is_clean_ndjson
+
+    def reference(text: bytes) -> bool:
+        return (text.endswith(b"\n") and not text.startswith((b"\n", b" ", b"\t")) and b"\r" not in text
+                and not any(bad in text for bad in (b"\n\n", b" \n", b"\n ", b"\t\n", b"\n\t")))
+
+    cases = [b"\n", b"a\n", b'{"a":1}\n{"b":2}\n', b"a\n\nb\n", b"a \nb\n", b"a\n b\n", b"a\t\nb\n",
+             b"a\n\tb\n", b"a\r\nb\n", b" a\n", b"\ta\n", b"a", b"a\nb", b"\n\n", b"ab\n\n", b"a\nb\n ",
+             "é\n€\n".encode(), b"a b\tc\n"]
+    for text in cases:
+        assert is_clean_ndjson(text) == reference(text), text
+    assert is_clean_ndjson(b'{"a":1}\n{"b":2}\n') and not is_clean_ndjson(b'{"a":1}\n\n{"b":2}\n')

@@ -145,6 +145,27 @@ def _drop_null_structs(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_NEWLINE, _SPACE, _TAB = 10, 32, 9
+
+
+def is_clean_ndjson(text: bytes) -> bool:
+    """Lines that the landing zone can keep byte for byte: a final newline, no blank line, no
+    line starting or ending with a space or tab, no carriage return. One vectorised pass over
+    the newlines (five substring scans of every export file took ~30 s at the medium world)."""
+    import numpy as np
+
+    if not text.endswith(b"\n") or text.startswith((b"\n", b" ", b"\t")) or b"\r" in text:
+        return False
+    buf = np.frombuffer(text, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == _NEWLINE)
+    before = buf[newlines[newlines > 0] - 1]          # the last byte of every line
+    after = buf[newlines[newlines < len(buf) - 1] + 1]  # the first byte of every next line
+    for edge in (before, after):
+        if ((edge == _NEWLINE) | (edge == _SPACE) | (edge == _TAB)).any():
+            return False
+    return True
+
+
 def landed_line(rec: dict[str, Any]) -> bytes:
     """The line the landing zone writes for ``rec`` (compact JSON, source key order)."""
     from ingestion.landing import _json_default
@@ -457,9 +478,7 @@ class GA4Connector(Connector):
             return None  # the record path reports truncation; bad UTF-8 is replaced there
         if not text:
             return b"", None
-        clean = (text.endswith(b"\n") and not text.startswith((b"\n", b" ", b"\t")) and b"\r" not in text
-                 and not any(bad in text for bad in (b"\n\n", b" \n", b"\n ", b"\t\n", b"\n\t")))
-        return (text, member) if clean else None
+        return (text, member) if is_clean_ndjson(text) else None
 
     def _missing(self, day: dt.date) -> None:
         horizon = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=LATE_DAYS)
