@@ -203,3 +203,29 @@ def test_is_clean_ndjson_matches_the_byte_scans_it_replaces():
     for text in cases:
         assert is_clean_ndjson(text) == reference(text), text
     assert is_clean_ndjson(b'{"a":1}\n{"b":2}\n') and not is_clean_ndjson(b'{"a":1}\n\n{"b":2}\n')
+
+
+def test_vectorised_event_keys_follow_the_record_rule():
+    """event_keys (DuckDB SHA-256 over the batch) gives prepare_event's key for every row: with
+    and without batch_event_index, non-ASCII text, empty parts, in row order over many rows."""
+    import random
+
+    from ingestion.connectors.ga4 import _key, event_keys, line_digest
+
+    rng = random.Random(7)
+    n = 120_000
+    rows = []
+    for i in range(n):
+        parts = (rng.choice([None, f"u{i % 977}", "é-ü"]), str(1_700_000_000_000_000 + i), rng.choice(["page_view", "purchase", None]),
+                 rng.choice([None, str(i % 50)]))
+        position = None if i % 3 == 0 else str(i)
+        line = json.dumps({"i": i, "t": "ñ" * (i % 4)}, ensure_ascii=False).encode()
+        rows.append((parts, position, line))
+    head = pa.array(["|".join("" if p is None else p for p in parts) + "|" for parts, _, _ in rows])
+    position = pa.array([p for _, p, _ in rows], type=pa.string())
+    lines = [ln for _, _, ln in rows]
+    expected = [_key((*parts, line_digest(ln) if p is None else p)) for parts, p, ln in rows]
+    assert event_keys(head, position, lines).to_pylist() == expected
+    # every position set: the lines are not read
+    all_set = pa.array([str(i) for i in range(n)])
+    assert event_keys(head, all_set, []).to_pylist() == [_key((*parts, str(i))) for i, (parts, _, _) in enumerate(rows)]

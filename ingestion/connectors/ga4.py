@@ -343,17 +343,35 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
         upid, ts, name = text("user_pseudo_id"), text("event_timestamp"), text("event_name")
     except _Fallback:
         return None
-    sha = hashlib.sha256
     # "<user_pseudo_id>|<event_timestamp>|<event_name>|<ga_session_id>|" (a null part is empty),
     # then the position: batch_event_index, else the SHA-256 of the landed line
     head = pc.binary_join_element_wise(upid, ts, name, session, pa.nulls(n, pa.string()), "|",
-                                       null_handling="replace", null_replacement="").to_pylist()
-    if position.null_count == n:
-        keys_out = [sha((h + sha(ln).hexdigest()).encode()).hexdigest()[:32] for h, ln in zip(head, lines)]
+                                       null_handling="replace", null_replacement="")
+    return out.append_column("event_key", event_keys(head, position, lines))
+
+
+def event_keys(head: Any, position: Any, lines: list[bytes]) -> Any:
+    """``event_key`` for a batch, vectorised: the first 32 hex digits of
+    SHA-256(head + position), where a null position is the SHA-256 hex of the landed line
+    (the rule of :func:`prepare_event`). ``head`` and ``position`` are pyarrow string arrays,
+    ``lines`` the landed lines; DuckDB (in memory, not the warehouse) hashes the columns."""
+    import duckdb
+    import pyarrow as pa
+
+    cols = {"head": head, "position": position}
+    if position.null_count:  # the landed lines are needed only where the position is missing
+        cols["line"] = pa.array(lines, type=pa.binary())
+        expr = "case when position is null then sha256(line) else position end"
     else:
-        keys_out = [sha((h + (sha(ln).hexdigest() if e is None else e)).encode()).hexdigest()[:32]
-                    for h, e, ln in zip(head, position.to_pylist(), lines)]
-    return out.append_column("event_key", pa.array(keys_out, type=pa.string()))
+        expr = "position"
+    batch = pa.table(cols)
+    con = duckdb.connect()
+    try:
+        con.register("batch", batch)
+        got = con.sql(f"select left(sha256(head || {expr}), 32) as event_key from batch").to_arrow_table()
+    finally:
+        con.close()
+    return got.column("event_key").combine_chunks().cast(pa.string())
 
 
 class _Fallback(Exception):
