@@ -39,21 +39,28 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 
 class Peak:
-    """Peak resident memory of this process while the block runs (sampled every 50 ms)."""
+    """Peak resident memory of this process (or of process ``pid``) while the block runs
+    (sampled every 50 ms)."""
 
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
+    def __init__(self, pid: int | None = None) -> None:
+        self.proc = psutil.Process(pid)
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:  # a watched child has exited
+                return
             time.sleep(0.05)
 
     def __enter__(self) -> Peak:
-        self.peak = self.proc.memory_info().rss
+        try:
+            self.peak = self.proc.memory_info().rss
+        except psutil.Error:
+            self.peak = 0
         self._thread.start()
         return self
 

@@ -91,32 +91,61 @@ class DbtStage:
         return failed_s
 
 
+def worker_pool(n: int) -> Any:
+    """``n`` worker processes (spawned, imports done) for the concurrent schedule; they take
+    the environment as it is now."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.stage_task import warm
+
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    pids = {f.result() for f in [pool.submit(warm, 2.0) for _ in range(n)]}
+    print(f"  {n} warm worker processes ({len(pids)} distinct)", flush=True)
+    return pool
+
+
+def _task(results: list[dict[str, Any]], name: str, pool: Any, stage: str, source: str, interval: Any) -> None:
+    """One extract or validate+load run by a warm worker process; the wall time is measured
+    here, the peak RSS is the worker's."""
+    from bench.stage_task import run_stage
+
+    last = (interval.end - dt.timedelta(microseconds=1)).date()
+    began = time.perf_counter()
+    out = pool.submit(run_stage, stage, source, interval.start.date().isoformat(), last.isoformat()).result()
+    seconds = time.perf_counter() - began
+    results.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(out["peak_rss"] / 2**20, 1),
+                    "load_avg_1m_after": round(os.getloadavg()[0], 2), "process": "worker"})
+    print(f"  {name:<28} {seconds:8.2f} s   peak {out['peak_rss'] / 2**20:8.1f} MB (worker {out['pid']})", flush=True)
+
+
 def ingest(stages: list[dict[str, Any]], prefix: str, settings: Any, sources: list[str], interval: Any,
-           concurrent: bool) -> None:
+           pool: Any = None) -> None:
     """Extract and validate+load every source for ``interval``.
 
-    concurrent (the default, shaped like retailpulse_daily under a scheduler): one thread per
-    source runs its extract, then its load; extracts overlap (they only write landing files,
-    like the DAG's unpooled extract tasks) and loads take one lock (the one-slot warehouse pool),
-    in the order their extracts finish. Sequential: every extract, then every load, one at a
-    time (what ``dag.test`` does)."""
+    With a worker ``pool`` (the default schedule, shaped like retailpulse_daily under a
+    scheduler): one thread per source submits its extract, then its load, to the warm worker
+    processes; extracts overlap (they only write landing files, like the DAG's unpooled
+    extract tasks) and loads take one lock (the one-slot warehouse pool), in the order their
+    extracts finish. Without: every extract, then every load, one at a time in this process
+    (what ``dag.test`` does)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from retailpulse import pipeline
 
-    if not concurrent:
+    if pool is None:
         for source in sources:
             timed(stages, f"{prefix}extract {source}", lambda s=source: pipeline.stage_extract(settings, s, interval))
         for source in sources:
             timed(stages, f"{prefix}validate+load {source}", lambda s=source: pipeline.stage_load(settings, s, interval))
         return
-    pool = threading.Lock()
+    one_slot = threading.Lock()
 
     def chain(source: str) -> None:
-        timed(stages, f"{prefix}extract {source}", lambda: pipeline.stage_extract(settings, source, interval))
-        with pool:
-            timed(stages, f"{prefix}validate+load {source}", lambda: pipeline.stage_load(settings, source, interval))
+        _task(stages, f"{prefix}extract {source}", pool, "extract", source, interval)
+        with one_slot:
+            _task(stages, f"{prefix}validate+load {source}", pool, "load", source, interval)
 
     with ThreadPoolExecutor(max_workers=len(sources) or 1, thread_name_prefix="bench-source") as ex:
         for f in [ex.submit(chain, s) for s in sources]:
@@ -128,7 +157,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
     from ingestion.interval import Interval
     from retailpulse import airflow_setup, pipeline
     from retailpulse.settings import load_settings
-    from sandbox.server import SandboxServer
+    from bench.sandbox_process import SandboxProcess
     from sandbox.world import World, ensure_world
 
     stages: list[dict[str, Any]] = []
@@ -138,20 +167,22 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
     world_path = timed(stages, "world generation", lambda: Path(ensure_world(base.sandbox_path, size, seed)))
     meta = World.load(world_path).meta
     start, end = dt.date.fromisoformat(meta["start"]), dt.date.fromisoformat(meta["end"])
-    server = timed(stages, "sandbox start", lambda: SandboxServer(world_path, ga4_export_dir=workdir / "ga4").start())
-    # moving the clock brings the sandbox's GA4 export files up to "now" before returning (sandbox side)
+    # the sources are remote services: the sandbox serves them from its own process (its peak
+    # memory is recorded apart); moving its clock writes the GA4 export files up to "now" (sandbox side)
+    server = timed(stages, "sandbox start", lambda: SandboxProcess(size, seed, workdir / "ga4").start())
     timed(stages, "ga4 export files", lambda: (
-        server.set_clock(dt.datetime.combine(end, dt.time(0), tzinfo=dt.timezone.utc)),
-        server.wait_ga4() if hasattr(server, "wait_ga4") else None))
+        server.wait_ga4(), server.set_clock(dt.datetime.combine(end, dt.time(0), tzinfo=dt.timezone.utc))))
     saved = dict(os.environ)
+    pool = None
     try:
         os.environ.update(_env(workdir / "direct", server))
         settings = load_settings()
         full = Interval.for_dates(start, end - dt.timedelta(days=1))
         pipeline.init_warehouse(settings)
         sources = [s for s in SOURCES if is_configured(s, settings)]
+        pool = worker_pool(len(sources)) if concurrent else None
         direct_began = time.perf_counter()
-        ingest(stages, "", settings, sources, full, concurrent)
+        ingest(stages, "", settings, sources, full, pool)
         dbt = DbtStage()
         failed_attempts = dbt(stages, "dbt build (full refresh)", settings, True)
         if hasattr(pipeline, "stage_ml"):
@@ -161,12 +192,10 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
 
         # one incremental day after the full refresh: the clock moves one day
         server.set_clock(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
-        if hasattr(server, "wait_ga4"):
-            server.wait_ga4()
         day = Interval.for_dates(end, end)
         incr_stages: list[dict[str, Any]] = []
         incr_began = time.perf_counter()
-        ingest(incr_stages, "incr ", settings, sources, day, concurrent)
+        ingest(incr_stages, "incr ", settings, sources, day, pool)
         failed_attempts = dbt(incr_stages, "incr dbt build", settings, False)
         if hasattr(pipeline, "stage_ml"):
             timed(incr_stages, "incr ml scoring", lambda: pipeline.stage_ml(settings, day))
@@ -177,8 +206,6 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
         dag_seconds = None
         if not skip_dag:
             server.set_clock(dt.datetime.combine(end, dt.time(0), tzinfo=dt.timezone.utc))
-            if hasattr(server, "wait_ga4"):
-                server.wait_ga4()
             os.environ.update(_env(workdir / "dag", server))
             dag_settings = load_settings()
             airflow_setup.init(dag_settings)
@@ -188,6 +215,8 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
             print(f"  {'same period through the DAG':<28} {dag_seconds:8.2f} s", flush=True)
         counts = pipeline.gold_counts(settings)
     finally:
+        if pool is not None:
+            pool.shutdown()
         os.environ.clear()
         os.environ.update(saved)
         server.stop()
@@ -202,6 +231,8 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
                     "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "world_was_cached": world_cached,
         "schedule": "concurrent" if concurrent else "sequential",
+        "sandbox": "own process",
+        "sandbox_peak_rss_mb": round(server.peak_rss / 2**20, 1),
         "world": meta.get("counts", {}),
         "stages": stages,
         "direct_pipeline_seconds": round(direct_seconds, 2),

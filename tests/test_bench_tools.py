@@ -1,0 +1,59 @@
+"""The pipeline benchmark's own machinery: the sandbox served from its own process (as the
+remote sources are) and the warm worker processes of its concurrent schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def sandbox_process(tmp_path: Path):
+    from bench.sandbox_process import SandboxProcess
+
+    env = {"RETAILPULSE_DATA_DIR": str(tmp_path / "data")}
+    sb = SandboxProcess("small", 42, tmp_path / "ga4", env=env).start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def test_sandbox_process_serves_the_world_and_moves_its_clock(sandbox_process, tmp_path):
+    sb = sandbox_process
+    env = sb.env()
+    assert env["RETAILPULSE_STRIPE_API_BASE"].startswith("http://127.0.0.1:")
+    assert env["RETAILPULSE_SALESFORCE_INSTANCE_URL"].startswith("https://127.0.0.1:")
+    sb.wait_ga4()
+    moved = sb.set_clock(dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc))
+    assert moved["as_of"].startswith("2024-03-01T00:00:00")
+    with urllib.request.urlopen(sb.http_url + "/_sandbox/clock", timeout=10) as resp:
+        assert json.loads(resp.read())["as_of"] == moved["as_of"]
+    files = sorted(p.name for p in (tmp_path / "ga4").rglob("events_*"))
+    assert files and max(files) < "events_20240301"  # the export reaches "now", not beyond
+    req = urllib.request.Request(env["RETAILPULSE_STRIPE_API_BASE"].rstrip("/") + "/v1/customers?limit=3",
+                                 headers={"Authorization": f"Bearer {env['RETAILPULSE_STRIPE_API_KEY']}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert len(json.loads(resp.read())["data"]) == 3
+    assert sb.peak_rss > 50 * 2**20  # the child's memory is sampled
+    sb.stop()
+    assert sb._proc.returncode is not None  # stopped, not left running
+
+
+def test_sandbox_process_reports_a_failed_start(tmp_path, monkeypatch):
+    """The port is taken: the CLI exits with its error, which the benchmark raises."""
+    import socket
+
+    import bench.sandbox_process as mod
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        monkeypatch.setattr(mod, "_free_port_pair", lambda: s.getsockname()[1])
+        sb = mod.SandboxProcess("small", 42, tmp_path / "ga4", env={"RETAILPULSE_DATA_DIR": str(tmp_path / "data")})
+        with pytest.raises(RuntimeError, match="(?s)did not start.*Address already in use"):
+            sb.start()
