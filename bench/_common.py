@@ -117,3 +117,20 @@ def drop_pg_schemas(dsn: str, prefix: str) -> None:
     for (name,) in cur.fetchall():
         cur.execute(f'drop schema "{name}" cascade')
     con.close()
+
+
+def machine_calibration() -> dict[str, float]:
+    """Seconds for two fixed workloads (pure-Python arithmetic, a numpy sort), so that runs
+    recorded on different days can be compared with the machine's speed at the time (this
+    shared VM's speed varies from day to day)."""
+    import numpy as np
+
+    began = time.perf_counter()
+    total = 0
+    for i in range(3_000_000):
+        total += i * i % 7
+    python_s = time.perf_counter() - began
+    values = np.random.default_rng(0).random(5_000_000)
+    began = time.perf_counter()
+    np.sort(values, kind="stable")
+    return {"python_loop_s": round(python_s, 3), "numpy_sort_s": round(time.perf_counter() - began, 3)}

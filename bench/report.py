@@ -28,7 +28,10 @@ def _f(x: float | None, nd: int = 2) -> str:
 def _load_avg(m: dict[str, Any]) -> str:
     for key in ("load_avg_at_start", "load_avg", "load_average", "load_average_at_end", "load_avg_at_end"):
         if key in m:
-            return ", ".join(f"{x:.2f}" for x in m[key])
+            cal = m.get("calibration")
+            speed = (f" (calibration: Python loop {cal['python_loop_s']:.2f} s, numpy sort {cal['numpy_sort_s']:.2f} s)"
+                     if cal else "")
+            return ", ".join(f"{x:.2f}" for x in m[key]) + speed
     return "not recorded"
 
 
@@ -82,7 +85,7 @@ def pipeline_section(runs: dict[str, dict[str, Any]]) -> list[str]:
         r = runs[s]
         m = r["machine"]
         out.append(f"| [{s}](results/pipeline_{s}.json) | {_people(r):,} | {_events(r) or 0:,} | {r['recorded_at']} | "
-                   f"{_load_avg({'load_avg_at_start': m['load_avg_at_start']}) if 'load_avg_at_start' in m else 'not recorded'} | "
+                   f"{_load_avg(m) if 'load_avg_at_start' in m else 'not recorded'} | "
                    f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_end']) if 'load_avg_at_end' in m else 'not recorded'} | "
                    f"{r.get('world_was_cached', '—')} |")
     out.append("")
@@ -179,16 +182,24 @@ def _schedule(run: dict[str, Any]) -> str:
 
 
 def speedups_section() -> list[str]:
-    """Medium before and after the speed-ups (pipeline_medium_before_speedups.json vs
-    pipeline_medium.json), stage by stage."""
-    before, after = _load("pipeline_medium_before_speedups"), _load("pipeline_medium")
+    """Medium before and after the speed-ups, stage by stage: the code before them
+    (pipeline_medium_old_code.json, same benchmark harness, measured beside the current run)
+    when recorded, else the earlier before run (pipeline_medium_before_speedups.json)."""
+    after = _load("pipeline_medium")
+    before_name = "pipeline_medium_old_code" if _load("pipeline_medium_old_code") else "pipeline_medium_before_speedups"
+    before = _load(before_name)
     if not before or not after or before.get("recorded_at") == after.get("recorded_at"):
         return []
+    how = (f"{before.get('note', '')}. Same benchmark harness, machine and day, so the difference is the code"
+           if before_name == "pipeline_medium_old_code" else
+           "The benchmark itself changed too (the sandbox now runs in its own process, the concurrent schedule in "
+           "warm worker processes; the before run was sequential with the sandbox inside the benchmark process) and "
+           "the machine was not the same on both dates: compare the ratios of the stages that did not change")
     out = ["## Medium before and after the speed-ups", "",
-           f"Before: [pipeline_medium_before_speedups.json](results/pipeline_medium_before_speedups.json) "
+           f"Before: [{before_name}.json](results/{before_name}.json) "
            f"({before['recorded_at']}, load avg at start {_load_avg(before['machine'])}; {_schedule(before)}). "
            f"After: [pipeline_medium.json](results/pipeline_medium.json) ({after['recorded_at']}, load avg at start "
-           f"{_load_avg(after['machine'])}; {_schedule(after)}). What changed: dbt's deduplication of landed rows "
+           f"{_load_avg(after['machine'])}; {_schedule(after)}). {how}. What changed: dbt's deduplication of landed rows "
            "ranks only keys landed more than once and the GA4 models filter by a constant cutoff (the staging view "
            "no longer sorts every event), label propagation skips nodes without links, GA4 sessions take their first "
            "values by aggregate instead of six window sorts, the GA4 column tests run on the materialised events "
@@ -196,11 +207,7 @@ def speedups_section() -> list[str]:
            "types and writes batches with fewer passes and hashes the event keys of a batch in DuckDB; the GA4 extract "
            "checks export files in one vectorised pass; the Stripe extract reads lists with the SDK's raw_request "
            "instead of building a StripeObject per record. Every change was checked to give the same rows "
-           "(checksums of the silver and gold tables, of bronze, or the extracted records byte for byte). The "
-           "benchmark itself changed too: the sandbox now runs in its own process (it is the remote sources) and the "
-           "concurrent schedule runs the extracts and loads in warm worker processes; the before run was sequential "
-           "with the sandbox inside the benchmark process, so the two schedules differ as well as the code, and the "
-           "machine was not the same on both dates (compare the ratios of the stages that did not change).",
+           "(checksums of the silver and gold tables, of bronze, or the extracted records byte for byte).",
            "", "| stage | before s | after s | after / before |", "| --- | --- | --- | --- |"]
     b = {_base(x["stage"]): x["seconds"] for x in before["stages"]}
     a = {_base(x["stage"]): x["seconds"] for x in after["stages"]}
@@ -230,10 +237,16 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
         for path in sorted(RESULTS.glob("pipeline_medium_*.json")):
             o = json.loads(path.read_text())
             met = (o["direct_pipeline_seconds"] < TARGET_FULL_S, o["incremental_share_of_full"] < TARGET_INCR_SHARE)
-            out.append(f"| (earlier medium run, [{path.name}](results/{path.name}), {o['recorded_at']}, load avg at "
+            out.append(f"| (other medium run, [{path.name}](results/{path.name}), {o['recorded_at']}, load avg at "
                        f"start {_load_avg(o['machine'])}: {o.get('note', '')}) | {o['direct_pipeline_seconds']:.1f} s full, "
                        f"{o['incremental_day_seconds']:.1f} s incremental = {100 * o['incremental_share_of_full']:.1f}% "
                        f"| full **{'met' if met[0] else 'not met'}**, incremental **{'met' if met[1] else 'not met'}** |")
+        same_day, first = _load("pipeline_medium_old_code"), _load("pipeline_medium_before_speedups")
+        if same_day and first:
+            out.append(f"| (note) | the code before the speed-ups took {same_day['direct_pipeline_seconds']:.0f} s on "
+                       f"{same_day['recorded_at'][:10]} and {first['direct_pipeline_seconds']:.0f} s on "
+                       f"{first['recorded_at'][:10]} (that run sequential, sandbox in the benchmark process): this shared "
+                       "VM's speed varies between days, so compare runs of the same day | |")
     else:
         out.append("| medium full pipeline < 5 min | not measured | **not measured** |")
         out.append("| incremental day < 10% of a full refresh (medium) | not measured | **not measured** |")

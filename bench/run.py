@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from bench._common import Peak
+from bench._common import Peak, machine_calibration
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # focused benches run by --others (each a module in bench/ with main(argv) writing bench/results/<name>.json)
@@ -163,6 +163,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
     stages: list[dict[str, Any]] = []
     base = load_settings()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
+    calibration = machine_calibration()
     world_cached = (Path(base.sandbox_path) / f"{size}-{seed}" / "world.json").exists()
     world_path = timed(stages, "world generation", lambda: Path(ensure_world(base.sandbox_path, size, seed)))
     meta = World.load(world_path).meta
@@ -227,7 +228,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
         "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "load_avg_at_start": load_at_start,
+                    "load_avg_at_start": load_at_start, "calibration": calibration,
                     "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "world_was_cached": world_cached,
         "schedule": "concurrent" if concurrent else "sequential",
