@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -68,23 +69,34 @@ class SandboxProcess:
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read_stdout, args=(lines,), daemon=True).start()
         deadline = time.monotonic() + self.start_timeout
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:  # the CLI prints the connector settings, then "# Ctrl-C to stop"
-            line = line.rstrip("\n")
-            if line.startswith("# Ctrl-C"):
+        while True:  # the CLI prints the connector settings, then "# Ctrl-C to stop"
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError(f"the sandbox process did not start within {self.start_timeout:g} s: "
+                                   + "".join(self._stderr[-20:]).strip()) from None
+            if line is None or line.startswith("# Ctrl-C"):
                 break
             if "=" in line and not line.startswith("#"):
                 k, _, v = line.partition("=")
                 self._env_lines[k] = v
-            if time.monotonic() > deadline:
-                break
         if self._proc.poll() is not None or not self._env_lines:
             self.stop()
+            time.sleep(0.2)  # the stderr reader catches up with the error the CLI printed
             raise RuntimeError("the sandbox process did not start: " + "".join(self._stderr[-20:]).strip())
         self.http_url = f"http://127.0.0.1:{port}"
-        threading.Thread(target=self._proc.stdout.read, daemon=True).start()  # keep the pipe drained
         return self
+
+    def _read_stdout(self, lines: queue.Queue[str | None]) -> None:
+        """Every stdout line into ``lines`` (the pipe stays drained while the sandbox runs); None at the end."""
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
 
     def _drain_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None

@@ -57,3 +57,14 @@ def test_sandbox_process_reports_a_failed_start(tmp_path, monkeypatch):
         sb = mod.SandboxProcess("small", 42, tmp_path / "ga4", env={"RETAILPULSE_DATA_DIR": str(tmp_path / "data")})
         with pytest.raises(RuntimeError, match="(?s)did not start.*Address already in use"):
             sb.start()
+
+
+def test_sandbox_process_that_does_not_come_up_in_time_is_stopped(tmp_path):
+    """Generating the world takes longer than the start timeout: an error, and no process left."""
+    from bench.sandbox_process import SandboxProcess
+
+    sb = SandboxProcess("small", 43, tmp_path / "ga4", env={"RETAILPULSE_DATA_DIR": str(tmp_path / "data")},
+                        start_timeout=0.5)
+    with pytest.raises(RuntimeError, match="did not start within 0.5 s"):
+        sb.start()
+    assert sb._proc.poll() is not None
