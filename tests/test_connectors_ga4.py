@@ -206,7 +206,7 @@ def test_is_clean_ndjson_matches_the_byte_scans_it_replaces():
 
 
 def test_vectorised_event_keys_follow_the_record_rule():
-    """event_keys (DuckDB SHA-256 over the batch) gives prepare_event's key for every row: with
+    """event_keys (the batch's keys at once) gives prepare_event's key for every row: with
     and without batch_event_index, non-ASCII text, empty parts, in row order over many rows."""
     import random
 

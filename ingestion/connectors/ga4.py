@@ -351,27 +351,23 @@ def prepare_table(table: Any, lines: list[bytes]) -> Any:
 
 
 def event_keys(head: Any, position: Any, lines: list[bytes]) -> Any:
-    """``event_key`` for a batch, vectorised: the first 32 hex digits of
-    SHA-256(head + position), where a null position is the SHA-256 hex of the landed line
-    (the rule of :func:`prepare_event`). ``head`` and ``position`` are pyarrow string arrays,
-    ``lines`` the landed lines; DuckDB (in memory, not the warehouse) hashes the columns."""
-    import duckdb
+    """``event_key`` for a batch: the first 32 hex digits of SHA-256(head + position), where a
+    null position is the SHA-256 hex of the landed line (the rule of :func:`prepare_event`).
+    ``head`` and ``position`` are pyarrow string arrays, ``lines`` the landed lines.
+
+    hashlib per row on purpose: OpenSSL hashes the ~1.6 KB export lines several times faster
+    than DuckDB's ``sha256`` (measured on medium's landed lines: 0.7 s against 5.2 s per 272k
+    lines, the Arrow binary array included), and the per-call overhead is small beside that."""
     import pyarrow as pa
 
-    cols = {"head": head, "position": position}
-    if position.null_count:  # the landed lines are needed only where the position is missing
-        cols["line"] = pa.array(lines, type=pa.binary())
-        expr = "case when position is null then sha256(line) else position end"
+    sha = hashlib.sha256
+    heads = head.to_pylist()
+    if position.null_count == len(heads):
+        keys = [sha((h + sha(ln).hexdigest()).encode()).hexdigest()[:32] for h, ln in zip(heads, lines)]
     else:
-        expr = "position"
-    batch = pa.table(cols)
-    con = duckdb.connect()
-    try:
-        con.register("batch", batch)
-        got = con.sql(f"select left(sha256(head || {expr}), 32) as event_key from batch").to_arrow_table()
-    finally:
-        con.close()
-    return got.column("event_key").combine_chunks().cast(pa.string())
+        keys = [sha((h + (sha(ln).hexdigest() if e is None else e)).encode()).hexdigest()[:32]
+                for h, e, ln in zip(heads, position.to_pylist(), lines or [b""] * len(heads))]
+    return pa.array(keys, type=pa.string())
 
 
 class _Fallback(Exception):
