@@ -190,7 +190,8 @@ def speedups_section() -> list[str]:
     before = _load(before_name)
     if not before or not after or before.get("recorded_at") == after.get("recorded_at"):
         return []
-    how = (f"{before.get('note', '')}. Same benchmark harness, machine and day, so the difference is the code"
+    note = before.get("note", "")
+    how = (f"{note[:1].upper()}{note[1:]}. Same benchmark harness, machine and day, so the difference is the code"
            if before_name == "pipeline_medium_old_code" else
            "The benchmark itself changed too (the sandbox now runs in its own process, the concurrent schedule in "
            "warm worker processes; the before run was sequential with the sandbox inside the benchmark process) and "
@@ -204,7 +205,7 @@ def speedups_section() -> list[str]:
            "no longer sorts every event), label propagation skips nodes without links, GA4 sessions take their first "
            "values by aggregate instead of six window sorts, the GA4 column tests run on the materialised events "
            "instead of the view; the ML attribution reads and filters sessions through Arrow; the GA4 load reads, "
-           "types and writes batches with fewer passes and hashes the event keys of a batch in DuckDB; the GA4 extract "
+           "types and writes batches with fewer passes; the GA4 extract "
            "checks export files in one vectorised pass; the Stripe extract reads lists with the SDK's raw_request "
            "instead of building a StripeObject per record. Every change was checked to give the same rows "
            "(checksums of the silver and gold tables, of bronze, or the extracted records byte for byte).",
