@@ -114,9 +114,9 @@ def _task(results: list[dict[str, Any]], name: str, pool: Any, stage: str, sourc
     began = time.perf_counter()
     out = pool.submit(run_stage, stage, source, interval.start.date().isoformat(), last.isoformat()).result()
     seconds = time.perf_counter() - began
-    results.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(out["peak_rss"] / 2**20, 1),
+    results.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": out["peak_rss_mb"],
                     "load_avg_1m_after": round(os.getloadavg()[0], 2), "process": "worker"})
-    print(f"  {name:<28} {seconds:8.2f} s   peak {out['peak_rss'] / 2**20:8.1f} MB (worker {out['pid']})", flush=True)
+    print(f"  {name:<28} {seconds:8.2f} s   peak {out['peak_rss_mb']:8.1f} MB (worker {out['pid']})", flush=True)
 
 
 def ingest(stages: list[dict[str, Any]], prefix: str, settings: Any, sources: list[str], interval: Any,

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
+from bench._common import Peak
 
 
 def _free_port_pair() -> int:
@@ -56,9 +56,7 @@ class SandboxProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._env_lines: dict[str, str] = {}
         self.http_url = ""
-        self.peak_rss = 0
-        self._sampler: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._peak: Peak | None = None
         self._stderr: list[str] = []
 
     def start(self) -> SandboxProcess:
@@ -67,8 +65,7 @@ class SandboxProcess:
                "--port", str(port), "--ga4-export-dir", str(self.ga4_export_dir)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
+        self._peak = Peak(self._proc.pid).__enter__()
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read_stdout, args=(lines,), daemon=True).start()
         deadline = time.monotonic() + self.start_timeout
@@ -104,15 +101,10 @@ class SandboxProcess:
             self._stderr.append(line)
             del self._stderr[:-200]
 
-    def _sample(self) -> None:
-        assert self._proc is not None
-        try:
-            p = psutil.Process(self._proc.pid)
-            while not self._stop.is_set() and self._proc.poll() is None:
-                self.peak_rss = max(self.peak_rss, p.memory_info().rss)
-                time.sleep(0.1)
-        except psutil.Error:
-            pass
+    @property
+    def peak_rss(self) -> int:
+        """Peak resident memory of the sandbox process so far (bytes)."""
+        return self._peak.peak if self._peak is not None else 0
 
     def env(self) -> dict[str, str]:
         return dict(self._env_lines)
@@ -139,7 +131,6 @@ class SandboxProcess:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        self._stop.set()
         p = self._proc
         if p is not None and p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -148,6 +139,8 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if self._peak is not None:
+            self._peak.__exit__(None, None, None)
 
     def __enter__(self) -> SandboxProcess:
         return self.start()

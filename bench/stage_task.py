@@ -37,7 +37,7 @@ def warm(pause: float = 0.0) -> int:
 def run_stage(stage: str, source: str, first: str, last: str) -> dict[str, Any]:
     """pipeline.stage_extract or stage_load for one source over first..last (ISO dates);
     returns the worker's pid, seconds and peak resident memory during the call."""
-    from bench._common import Peak
+    from bench._common import timed
     from ingestion.interval import Interval
     from retailpulse import pipeline
     from retailpulse.settings import load_settings
@@ -45,8 +45,5 @@ def run_stage(stage: str, source: str, first: str, last: str) -> dict[str, Any]:
     settings = load_settings()
     interval = Interval.for_dates(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     fn = {"extract": pipeline.stage_extract, "load": pipeline.stage_load}[stage]
-    with Peak() as mem:
-        began = time.perf_counter()
-        fn(settings, source, interval)
-        seconds = time.perf_counter() - began
-    return {"pid": os.getpid(), "seconds": seconds, "peak_rss": mem.peak}
+    _, seconds, peak_mb = timed(fn, settings, source, interval)
+    return {"pid": os.getpid(), "seconds": seconds, "peak_rss_mb": peak_mb}

@@ -362,11 +362,11 @@ def event_keys(head: Any, position: Any, lines: list[bytes]) -> Any:
 
     sha = hashlib.sha256
     heads = head.to_pylist()
-    if position.null_count == len(heads):
-        keys = [sha((h + sha(ln).hexdigest()).encode()).hexdigest()[:32] for h, ln in zip(heads, lines)]
+    if position.null_count == 0:  # the landed lines are not needed
+        keys = [sha((h + e).encode()).hexdigest()[:32] for h, e in zip(heads, position.to_pylist())]
     else:
         keys = [sha((h + (sha(ln).hexdigest() if e is None else e)).encode()).hexdigest()[:32]
-                for h, e, ln in zip(heads, position.to_pylist(), lines or [b""] * len(heads))]
+                for h, e, ln in zip(heads, position.to_pylist(), lines)]
     return pa.array(keys, type=pa.string())
 
 
