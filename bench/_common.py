@@ -40,25 +40,37 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 class Peak:
     """Peak resident memory of this process (or of process ``pid``) while the block runs
-    (sampled every 50 ms)."""
+    (sampled every 50 ms); with ``children``, of the process and its child processes together
+    (the loader's worker processes)."""
 
-    def __init__(self, pid: int | None = None) -> None:
+    def __init__(self, pid: int | None = None, children: bool = False) -> None:
         self.proc = psutil.Process(pid)
+        self.children = children
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _rss(self) -> int:
+        rss = self.proc.memory_info().rss
+        if self.children:
+            for child in self.proc.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:  # exited between the listing and the reading
+                    pass
+        return rss
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+                self.peak = max(self.peak, self._rss())
             except psutil.Error:  # a watched child has exited
                 return
             time.sleep(0.05)
 
     def __enter__(self) -> Peak:
         try:
-            self.peak = self.proc.memory_info().rss
+            self.peak = self._rss()
         except psutil.Error:
             self.peak = 0
         self._thread.start()
@@ -74,8 +86,9 @@ class Peak:
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float, float]:
-    """(result, seconds, peak RSS MB) of one call."""
-    with Peak() as mem:
+    """(result, seconds, peak RSS MB) of one call; the memory counts the process's children
+    (the loader's worker processes)."""
+    with Peak(children=True) as mem:
         began = time.perf_counter()
         out = fn(*args, **kwargs)
         seconds = time.perf_counter() - began

@@ -13,6 +13,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -512,15 +514,63 @@ def _groups(zone: LandingZone, spec: ObjectSpec, intervals: list[Interval], max_
     return groups
 
 
+PARALLEL_MIN_GROUPS = 3  # fewer groups: starting worker processes (~5 s of imports) costs more than it saves
+
+
+def _spawnable(*objs: Any) -> bool:
+    """Whether ``objs`` can be sent to a worker process (a spec built with a lambda cannot)."""
+    import pickle
+
+    try:
+        pickle.dumps(objs)
+        return True
+    except Exception:  # noqa: BLE001 - pickling raises many types; the caller prepares in-process
+        return False
+
+
+def _prepared_groups(zone: LandingZone, spec: ObjectSpec, jobs: list[tuple[list[Interval], list[list[int]]]],
+                     suppressor: Any, workers: int) -> Iterator[tuple[list[Interval], list[PreparedBatch]]]:
+    """``prepare_batches`` of every group (intervals, their recent volumes), in order.
+
+    With ``workers`` > 1 and enough groups, the groups are prepared by that many spawned worker
+    processes (reading, typing and validating are CPU-bound Python), one group ahead of each, so
+    the caller writes a group while the next ones are prepared; at most ``workers`` + 1 prepared
+    groups exist at a time (memory stays bounded by the group size). An error in a worker is
+    raised here, for its group, as it would be in-process."""
+    if workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or not _spawnable(zone, spec, suppressor):
+        for ivs, recent in jobs:
+            yield ivs, prepare_batches(zone, spec, ivs, recent, suppressor)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the loader holds a warehouse connection and library threads
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[list[Interval], Any]] = deque()
+    try:
+        for ivs, recent in jobs:
+            pending.append((ivs, pool.submit(prepare_batches, zone, spec, ivs, recent, suppressor)))
+            if len(pending) > workers:
+                done_ivs, fut = pending.popleft()
+                yield done_ivs, fut.result()
+        while pending:
+            done_ivs, fut = pending.popleft()
+            yield done_ivs, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: list[Interval],
-                 group_rows: int | None = None) -> list[LoadReport]:
+                 group_rows: int | None = None, workers: int | None = None) -> list[LoadReport]:
     """Validate and load landed batches of one object in one transaction.
 
     Batches that pass replace their interval's rows in bronze; a refused batch loads nothing
     (its audit row says why) and, after the others are committed, BatchRefused is raised
     naming the failed expectations. Batches are read, typed, validated and written in groups
     of about ``group_rows`` records, inside the one transaction, so memory stays bounded by a
-    group whatever the range.
+    group whatever the range; ``workers`` processes (default: the ``load_workers`` setting)
+    prepare the groups of a big load while this one writes.
     """
     if not intervals:
         return []
@@ -531,10 +581,11 @@ def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: 
     reports: list[LoadReport] = []
     refused: list[tuple[Interval, PreparedBatch]] = []
     scrubs: list[tuple[Interval, PreparedBatch]] = []
-    with wh.connect() as con:
-        for group in _groups(zone, spec, intervals, group_rows or GROUP_ROWS):
-            ivs = [intervals[i] for i in group]
-            prepared_all = prepare_batches(zone, spec, ivs, [recent[i] for i in group], suppressor)
+    jobs = [([intervals[i] for i in g], [recent[i] for i in g])
+            for g in _groups(zone, spec, intervals, group_rows or GROUP_ROWS)]
+    workers = workers if workers is not None else wh.settings.load_workers
+    with closing(_prepared_groups(zone, spec, jobs, suppressor, workers)) as prepared_groups, wh.connect() as con:
+        for ivs, prepared_all in prepared_groups:
             now = dt.datetime.now(dt.timezone.utc)
             audits, bodies, rejects = [], [], []
             for interval, prepared in zip(ivs, prepared_all):

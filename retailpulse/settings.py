@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     postgres_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
     postgres_schema_prefix: str = Field("", description="prefix for bronze/silver/gold schemas on Postgres")
     dbt_threads: int = 2
+    load_workers: int = Field(2, ge=1, description="processes that read, type and validate the landed batches of a big "
+                              "load in parallel while the loader writes (1: all in the loader's process)")
 
     # --- publishing for BI tools (see README "Connect Tableau / Power BI") -----------------
     bi_role: str = Field("retailpulse_bi", description="Postgres role that may SELECT gold and nothing else")

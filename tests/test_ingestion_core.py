@@ -187,3 +187,84 @@ def test_intervals_from_airflow_pendulum_datetimes_are_plain_utc(settings):
     assert interval == Interval.for_dates(dt.date(2025, 12, 29), dt.date(2025, 12, 29))
     watermark = min(interval.start, dt.datetime(2025, 12, 29, 6, tzinfo=dt.timezone.utc))
     assert max(EPOCH, watermark - dt.timedelta(minutes=60)) == dt.datetime(2025, 12, 28, 23, tzinfo=dt.timezone.utc)
+
+
+def _loaded_state(wh):
+    """bronze, rejects and audit of a load, without the load's own timestamps."""
+    return (
+        wh.query("select * exclude (_loaded_at) from bronze.stripe__charges order by _interval_key, _row_number"),
+        wh.query("select * exclude (rejected_at) from bronze.rejected_records order by interval_key, row_number"),
+        wh.query("select * exclude (loaded_at) from ops.load_audit order by interval_key"),
+    )
+
+
+def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factory, tmp_path, monkeypatch):
+    """Groups prepared by spawned worker processes load exactly what the loader's own process
+    loads: same bronze rows, rejects (type casts, duplicates, GX row rules), audit and refusal."""
+    import functools
+    import shutil
+
+    import ingestion.bronze as bronze
+
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 8)]
+    batches = {}
+    for k, day in enumerate(days):
+        recs = [charge(100 * k + i) for i in range(20)]
+        recs[3] = charge(100 * k + 3, amount="abc")            # type:amount
+        recs[5] = charge(100 * k + 5, currency="dollars")     # GX regex rule
+        recs.append(dict(recs[0]))                            # exact duplicate line
+        batches[day] = recs
+    batches[days[4]] = [{k: v for k, v in charge(400 + i).items() if k != "status"} for i in range(4)]  # refused
+    calls = []
+    real = bronze.prepare_batches
+
+    @functools.wraps(real)  # pickled by reference: the workers run the real function
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bronze, "prepare_batches", counted)
+    states = {}
+    for workers in (1, 2):
+        settings = settings_factory(data_dir=tmp_path / f"data{workers}",
+                                    warehouse_path=tmp_path / f"w{workers}" / "retailpulse.duckdb")
+        zone = LandingZone(settings.landing_path)
+        if workers == 1:
+            for day, recs in batches.items():
+                zone.write_batch("stripe", "charges", day, recs)
+            landed = settings.landing_path
+        else:  # the same landed batches (batch ids, extraction times)
+            shutil.copytree(landed, settings.landing_path)
+        wh = get_warehouse(settings)
+        wh.ensure_schemas()
+        calls.clear()
+        with pytest.raises(BatchRefused, match=r"1 batch\(es\) not loaded: .*expect_column_to_exist\(status\)"):
+            bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=21, workers=workers)
+        # seven groups of one batch: all prepared here with one worker, none with two
+        assert calls == ([1] * 7 if workers == 1 else [])
+        states[workers] = _loaded_state(wh)
+    assert states[2] == states[1]
+    rows, rejects, audit = states[2]
+    assert len(rows) == 6 * 18 and len(audit) == 7
+    assert sorted({r[-2] for r in rejects}) == ["duplicate_record", "expect_column_values_to_match_regex(currency)",
+                                                 "type:amount"]
+
+
+def test_an_error_in_a_worker_process_is_raised_for_its_batch(settings, monkeypatch):
+    """A group that fails in a worker (its landed file is gone) fails the load with the
+    loader's own message, and nothing of the load is committed."""
+    from ingestion.bronze import load_batches
+    from ingestion.landing import PART
+
+    zone = LandingZone(settings.landing_path)
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 6)]
+    for k, day in enumerate(days):
+        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
+    (zone.batch_dir("stripe", "charges", days[3]) / PART).unlink()
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    with pytest.raises(FileNotFoundError, match=PART):
+        load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
+    # the three groups before it were written in the load's transaction: rolled back
+    assert not wh.table_exists("bronze", "stripe__charges") or wh.row_count("bronze", "stripe__charges") == 0
+    assert not wh.table_exists("ops", "load_audit") or wh.row_count("ops", "load_audit") == 0
