@@ -205,7 +205,8 @@ def speedups_section() -> list[str]:
            "no longer sorts every event), label propagation skips nodes without links, GA4 sessions take their first "
            "values by aggregate instead of six window sorts, the GA4 column tests run on the materialised events "
            "instead of the view; the ML attribution reads and filters sessions through Arrow; the GA4 load reads, "
-           "types and writes batches with fewer passes; the GA4 extract "
+           "types and writes batches with fewer passes, and the groups of a big load are read, typed and validated by two "
+           "worker processes while the loader writes; the GA4 extract "
            "checks export files in one vectorised pass; the Stripe extract reads lists with the SDK's raw_request "
            "instead of building a StripeObject per record. Every change was checked to give the same rows "
            "(checksums of the silver and gold tables, of bronze, or the extracted records byte for byte).",
@@ -230,8 +231,16 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
     med = runs.get("medium")
     if med:
         t = med["direct_pipeline_seconds"]
+        # the same code measured on a slower VM: the current result scaled by that VM's ratio
+        slower = [t * e["direct_pipeline_seconds"] / o["direct_pipeline_seconds"]
+                  for o in (_load("pipeline_medium_old_code"), _load("pipeline_medium_serial_load")) if o
+                  for e in o.get("earlier_runs", [])]
+        status = f"**{'met' if t < TARGET_FULL_S else 'not met'}**"
+        if t < TARGET_FULL_S and slower and max(slower) >= TARGET_FULL_S:
+            status = (f"**met at this session's machine speed**; not with margin: about {min(slower):.0f}–"
+                      f"{max(slower):.0f} s on the slower VM of the previous session (notes below)")
         out.append(f"| medium full pipeline < 5 min | {t:.1f} s ({t / 60:.1f} min) extract → publish, stages called "
-                   f"directly ({_schedule(med)}) | **{'met' if t < TARGET_FULL_S else 'not met'}** |")
+                   f"directly ({_schedule(med)}) | {status} |")
         share = med["incremental_share_of_full"]
         out.append(f"| incremental day < 10% of a full refresh (medium) | {med['incremental_day_seconds']:.1f} s = "
                    f"{100 * share:.1f}% of {t:.1f} s | **{'met' if share < TARGET_INCR_SHARE else 'not met'}** |")
@@ -248,6 +257,19 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
                        f"{same_day['recorded_at'][:10]} and {first['direct_pipeline_seconds']:.0f} s on "
                        f"{first['recorded_at'][:10]} (that run sequential, sandbox in the benchmark process): this shared "
                        "VM's speed varies between days, so compare runs of the same day | |")
+        for name in ("pipeline_medium_old_code", "pipeline_medium_serial_load"):
+            o = _load(name)
+            for e in (o or {}).get("earlier_runs", []):
+                cal = e.get("calibration")
+                speed = (f" (calibration: Python loop {cal['python_loop_s']:.2f} s, numpy sort "
+                         f"{cal['numpy_sort_s']:.2f} s)" if cal else "")
+                out.append(f"| (note) | the code of {name}.json took {e['direct_pipeline_seconds']:.1f} s full, "
+                           f"{e['incremental_day_seconds']:.1f} s incremental at {e['recorded_at']}{speed}, against "
+                           f"{o['direct_pipeline_seconds']:.1f} s and {o['incremental_day_seconds']:.1f} s in this "
+                           f"session: {e['note']}. The current code's {t:.1f} s is a measurement at this session's "
+                           f"speed; scaled by that ratio ({e['direct_pipeline_seconds'] / o['direct_pipeline_seconds']:.2f}x) "
+                           f"it would be about {t * e['direct_pipeline_seconds'] / o['direct_pipeline_seconds']:.0f} s "
+                           "on the slower VM | |")
     else:
         out.append("| medium full pipeline < 5 min | not measured | **not measured** |")
         out.append("| incremental day < 10% of a full refresh (medium) | not measured | **not measured** |")

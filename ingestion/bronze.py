@@ -537,26 +537,39 @@ def _prepared_groups(zone: LandingZone, spec: ObjectSpec, jobs: list[tuple[list[
     the caller writes a group while the next ones are prepared; at most ``workers`` + 1 prepared
     groups exist at a time (memory stays bounded by the group size). An error in a worker is
     raised here, for its group, as it would be in-process."""
-    if workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or not _spawnable(zone, spec, suppressor):
+    import multiprocessing
+
+    # a daemonic process (e.g. a Celery prefork worker) may not start processes of its own
+    if (workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or multiprocessing.current_process().daemon
+            or not _spawnable(zone, spec, suppressor)):
         for ivs, recent in jobs:
             yield ivs, prepare_batches(zone, spec, ivs, recent, suppressor)
         return
-    import multiprocessing
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: the loader holds a warehouse connection and library threads
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
     pending: deque[tuple[list[Interval], Any]] = deque()
+
+    def result(ivs: list[Interval], fut: Any) -> list[PreparedBatch]:
+        try:
+            return fut.result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"{spec.source}.{spec.name} {ivs[0].key}..{ivs[-1].key}: a load worker process died (killed, or out "
+                f"of memory?); nothing of this load was committed. Run it again, with RETAILPULSE_LOAD_WORKERS=1 "
+                f"to prepare the batches in the loader's own process"
+            ) from exc
+
     try:
         for ivs, recent in jobs:
             pending.append((ivs, pool.submit(prepare_batches, zone, spec, ivs, recent, suppressor)))
             if len(pending) > workers:
-                done_ivs, fut = pending.popleft()
-                yield done_ivs, fut.result()
+                yield pending[0][0], result(*pending.popleft())
         while pending:
-            done_ivs, fut = pending.popleft()
-            yield done_ivs, fut.result()
+            yield pending[0][0], result(*pending.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

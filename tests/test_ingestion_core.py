@@ -268,3 +268,32 @@ def test_an_error_in_a_worker_process_is_raised_for_its_batch(settings, monkeypa
     # the three groups before it were written in the load's transaction: rolled back
     assert not wh.table_exists("bronze", "stripe__charges") or wh.row_count("bronze", "stripe__charges") == 0
     assert not wh.table_exists("ops", "load_audit") or wh.row_count("ops", "load_audit") == 0
+
+
+def test_a_daemonic_loader_prepares_in_its_own_process(settings, monkeypatch):
+    """A loader that may not start processes (a daemonic worker, e.g. Celery prefork) prepares
+    every group itself instead of failing."""
+    import functools
+    import multiprocessing
+    import types
+
+    import ingestion.bronze as bronze
+
+    zone = LandingZone(settings.landing_path)
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
+    for k, day in enumerate(days):
+        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
+    calls = []
+    real = bronze.prepare_batches
+
+    @functools.wraps(real)
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bronze, "prepare_batches", counted)
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: types.SimpleNamespace(daemon=True))
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    reports = bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
+    assert calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
