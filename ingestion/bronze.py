@@ -532,46 +532,30 @@ def _prepared_groups(zone: LandingZone, spec: ObjectSpec, jobs: list[tuple[list[
                      suppressor: Any, workers: int) -> Iterator[tuple[list[Interval], list[PreparedBatch]]]:
     """``prepare_batches`` of every group (intervals, their recent volumes), in order.
 
-    With ``workers`` > 1 and enough groups, the groups are prepared by that many spawned worker
-    processes (reading, typing and validating are CPU-bound Python), one group ahead of each, so
-    the caller writes a group while the next ones are prepared; at most ``workers`` + 1 prepared
-    groups exist at a time (memory stays bounded by the group size). An error in a worker is
-    raised here, for its group, as it would be in-process."""
-    import multiprocessing
-
-    # a daemonic process (e.g. a Celery prefork worker) may not start processes of its own
-    if (workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or multiprocessing.current_process().daemon
-            or not _spawnable(zone, spec, suppressor)):
+    With ``workers`` > 1 and enough groups, the groups are prepared by that many worker
+    processes (:mod:`ingestion.load_workers`; reading, typing and validating are CPU-bound
+    Python), at most two groups ahead of each, so the caller writes a group while the next ones
+    are prepared and memory stays bounded by a few groups. An error in a worker is raised here,
+    for its group, as it would be in-process."""
+    if workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or not _spawnable(zone, spec, suppressor):
         for ivs, recent in jobs:
             yield ivs, prepare_batches(zone, spec, ivs, recent, suppressor)
         return
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from ingestion.load_workers import LoadWorkerError, WorkerPool
 
-    # spawn, not fork: the loader holds a warehouse connection and library threads
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
-    pending: deque[tuple[list[Interval], Any]] = deque()
-
-    def result(ivs: list[Interval], fut: Any) -> list[PreparedBatch]:
-        try:
-            return fut.result()
-        except BrokenProcessPool as exc:
-            raise RuntimeError(
-                f"{spec.source}.{spec.name} {ivs[0].key}..{ivs[-1].key}: a load worker process died (killed, or out "
-                f"of memory?); nothing of this load was committed. Run it again, with RETAILPULSE_LOAD_WORKERS=1 "
-                f"to prepare the batches in the loader's own process"
-            ) from exc
-
+    pool = WorkerPool(min(workers, len(jobs)), (zone, spec, suppressor))
+    ok = False
     try:
-        for ivs, recent in jobs:
-            pending.append((ivs, pool.submit(prepare_batches, zone, spec, ivs, recent, suppressor)))
-            if len(pending) > workers:
-                yield pending[0][0], result(*pending.popleft())
-        while pending:
-            yield pending[0][0], result(*pending.popleft())
+        for (ivs, _), prepared in zip(jobs, pool.map(jobs)):
+            yield ivs, prepared
+        ok = True
+    except LoadWorkerError as exc:
+        raise LoadWorkerError(
+            f"{spec.source}.{spec.name}: {exc}; nothing of this load was committed. Run it again, with "
+            "RETAILPULSE_LOAD_WORKERS=1 to prepare the batches in the loader's own process"
+        ) from exc
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close(kill=not ok)
 
 
 def load_batches(wh: Warehouse, zone: LandingZone, spec: ObjectSpec, intervals: list[Interval],

@@ -263,22 +263,31 @@ def test_an_error_in_a_worker_process_is_raised_for_its_batch(settings, monkeypa
     (zone.batch_dir("stripe", "charges", days[3]) / PART).unlink()
     wh = get_warehouse(settings)
     wh.ensure_schemas()
-    with pytest.raises(FileNotFoundError, match=PART):
+    with pytest.raises(FileNotFoundError, match=PART):  # the worker's exception, raised here
         load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
     # the three groups before it were written in the load's transaction: rolled back
     assert not wh.table_exists("bronze", "stripe__charges") or wh.row_count("bronze", "stripe__charges") == 0
     assert not wh.table_exists("ops", "load_audit") or wh.row_count("ops", "load_audit") == 0
 
 
-def test_a_daemonic_loader_prepares_in_its_own_process(settings, monkeypatch):
-    """A loader that may not start processes (a daemonic worker, e.g. Celery prefork) prepares
-    every group itself instead of failing."""
+def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_path, monkeypatch):
+    """Hosts replace ``__main__`` (Streamlit's script runner, notebooks, task runners); the load
+    workers must not re-run it (multiprocessing's spawn did, and died), nor need a non-daemonic
+    host."""
     import functools
     import multiprocessing
+    import sys
     import types
 
     import ingestion.bronze as bronze
 
+    script = tmp_path / "host_script.py"
+    script.write_text("raise SystemExit('the host script must not run in a load worker')\n")
+    host_main = types.ModuleType("__main__")
+    host_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", host_main)
+    monkeypatch.setattr(multiprocessing.current_process(), "_config",
+                        {**multiprocessing.current_process()._config, "daemon": True})
     zone = LandingZone(settings.landing_path)
     days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
     for k, day in enumerate(days):
@@ -292,8 +301,24 @@ def test_a_daemonic_loader_prepares_in_its_own_process(settings, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(bronze, "prepare_batches", counted)
-    monkeypatch.setattr(multiprocessing, "current_process", lambda: types.SimpleNamespace(daemon=True))
     wh = get_warehouse(settings)
     wh.ensure_schemas()
     reports = bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
-    assert calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
+    assert calls == [] and [r.loaded for r in reports] == [10] * 4
+
+
+def test_a_dead_load_worker_is_reported_not_waited_for(settings):
+    """A worker killed mid-load (out of memory, SIGKILL) fails the load with a message saying
+    what happened and what to do, instead of hanging."""
+    from ingestion.load_workers import LoadWorkerError, WorkerPool
+
+    zone = LandingZone(settings.landing_path)
+    zone.write_batch("stripe", "charges", DAY, [charge(i) for i in range(5)])
+    pool = WorkerPool(1, (zone, SPECS["charges"], None))
+    try:
+        pool.procs[0].kill()
+        pool.procs[0].wait()
+        with pytest.raises(LoadWorkerError, match=r"died with exit code -9 \(killed, or out of memory\?\)"):
+            list(pool.map([([DAY], [[]])]))
+    finally:
+        pool.close(kill=True)
