@@ -517,15 +517,15 @@ def _groups(zone: LandingZone, spec: ObjectSpec, intervals: list[Interval], max_
 PARALLEL_MIN_GROUPS = 3  # fewer groups: starting worker processes (~5 s of imports) costs more than it saves
 
 
-def _spawnable(*objs: Any) -> bool:
-    """Whether ``objs`` can be sent to a worker process (a spec built with a lambda cannot)."""
+def _worker_context(zone: LandingZone, spec: ObjectSpec, suppressor: Any) -> bytes | None:
+    """What every load worker receives first, pickled once; None when it cannot be sent to
+    another process (a spec built with a lambda): the caller prepares in-process."""
     import pickle
 
     try:
-        pickle.dumps(objs)
-        return True
-    except Exception:  # noqa: BLE001 - pickling raises many types; the caller prepares in-process
-        return False
+        return pickle.dumps((zone, spec, suppressor), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - pickling raises many types
+        return None
 
 
 def _prepared_groups(zone: LandingZone, spec: ObjectSpec, jobs: list[tuple[list[Interval], list[list[int]]]],
@@ -537,13 +537,14 @@ def _prepared_groups(zone: LandingZone, spec: ObjectSpec, jobs: list[tuple[list[
     Python), at most two groups ahead of each, so the caller writes a group while the next ones
     are prepared and memory stays bounded by a few groups. An error in a worker is raised here,
     for its group, as it would be in-process."""
-    if workers <= 1 or len(jobs) < PARALLEL_MIN_GROUPS or not _spawnable(zone, spec, suppressor):
+    context = _worker_context(zone, spec, suppressor) if workers > 1 and len(jobs) >= PARALLEL_MIN_GROUPS else None
+    if context is None:
         for ivs, recent in jobs:
             yield ivs, prepare_batches(zone, spec, ivs, recent, suppressor)
         return
     from ingestion.load_workers import LoadWorkerError, WorkerPool
 
-    pool = WorkerPool(min(workers, len(jobs)), (zone, spec, suppressor))
+    pool = WorkerPool(min(workers, len(jobs)), context)
     ok = False
     try:
         for (ivs, _), prepared in zip(jobs, pool.map(jobs)):

@@ -37,8 +37,9 @@ class LoadWorkerError(RuntimeError):
     """A load worker process died or could not be started."""
 
 
-def write_frame(fh: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def write_frame(fh: IO[bytes], obj: Any, pickled: bytes | None = None) -> None:
+    """Send ``obj`` (or ``pickled``, its pickle made once for several workers)."""
+    data = pickled if pickled is not None else pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     fh.write(_HEADER.pack(len(data)))
     fh.write(data)
     fh.flush()
@@ -62,9 +63,10 @@ def read_frame(fh: IO[bytes]) -> Any:
 
 class WorkerPool:
     """``n`` load worker processes; :meth:`map` prepares jobs in order, round robin, at most
-    two jobs per worker ahead of the caller (memory stays bounded by a few groups)."""
+    two jobs per worker ahead of the caller (memory stays bounded by a few groups).
+    ``context``: the pickled ``(zone, spec, suppressor)`` every worker starts from."""
 
-    def __init__(self, n: int, context: tuple[Any, ...]) -> None:
+    def __init__(self, n: int, context: bytes) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -74,8 +76,8 @@ class WorkerPool:
                     [sys.executable, "-m", "ingestion.load_workers"], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, env=env, cwd=str(_ROOT)))
             for p in self.procs:
-                write_frame(p.stdin, context)
-        except (OSError, pickle.PicklingError) as exc:
+                write_frame(p.stdin, None, pickled=context)
+        except OSError as exc:
             self.close(kill=True)
             raise LoadWorkerError(f"could not start the load worker processes: {exc}") from exc
 

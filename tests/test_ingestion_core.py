@@ -199,8 +199,8 @@ def _loaded_state(wh):
 
 
 def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factory, tmp_path, monkeypatch):
-    """Groups prepared by spawned worker processes load exactly what the loader's own process
-    loads: same bronze rows, rejects (type casts, duplicates, GX row rules), audit and refusal."""
+    """Groups prepared by worker processes load exactly what the loader's own process loads:
+    same bronze rows, rejects (type casts, duplicates, GX row rules), audit and refusal."""
     import functools
     import shutil
 
@@ -218,7 +218,7 @@ def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factor
     calls = []
     real = bronze.prepare_batches
 
-    @functools.wraps(real)  # pickled by reference: the workers run the real function
+    @functools.wraps(real)  # counts calls in this process only: the workers import their own
     def counted(*args, **kwargs):
         calls.append(len(args[2]))
         return real(*args, **kwargs)
@@ -310,11 +310,13 @@ def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_pa
 def test_a_dead_load_worker_is_reported_not_waited_for(settings):
     """A worker killed mid-load (out of memory, SIGKILL) fails the load with a message saying
     what happened and what to do, instead of hanging."""
+    import pickle
+
     from ingestion.load_workers import LoadWorkerError, WorkerPool
 
     zone = LandingZone(settings.landing_path)
     zone.write_batch("stripe", "charges", DAY, [charge(i) for i in range(5)])
-    pool = WorkerPool(1, (zone, SPECS["charges"], None))
+    pool = WorkerPool(1, pickle.dumps((zone, SPECS["charges"], None)))
     try:
         pool.procs[0].kill()
         pool.procs[0].wait()
@@ -322,3 +324,31 @@ def test_a_dead_load_worker_is_reported_not_waited_for(settings):
             list(pool.map([([DAY], [[]])]))
     finally:
         pool.close(kill=True)
+
+
+def test_a_spec_that_cannot_travel_is_prepared_in_the_loader(settings, monkeypatch):
+    """A spec built with a lambda cannot be sent to a worker process: the loader prepares its
+    groups itself rather than failing."""
+    import dataclasses
+    import functools
+
+    import ingestion.bronze as bronze
+
+    spec = dataclasses.replace(SPECS["charges"], prepare=lambda rec: rec)
+    zone = LandingZone(settings.landing_path)
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
+    for k, day in enumerate(days):
+        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
+    calls = []
+    real = bronze.prepare_batches
+
+    @functools.wraps(real)
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bronze, "prepare_batches", counted)
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    reports = bronze.load_batches(wh, zone, spec, days, group_rows=10, workers=2)
+    assert calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
