@@ -189,6 +189,26 @@ def test_intervals_from_airflow_pendulum_datetimes_are_plain_utc(settings):
     assert max(EPOCH, watermark - dt.timedelta(minutes=60)) == dt.datetime(2025, 12, 28, 23, tzinfo=dt.timezone.utc)
 
 
+@pytest.fixture
+def prepare_calls(monkeypatch):
+    """Groups prepared in this process (number of batches of each): a load worker imports its
+    own ingestion.bronze, so groups it prepares are not counted."""
+    import functools
+
+    import ingestion.bronze as bronze
+
+    calls: list[int] = []
+    real = bronze.prepare_batches
+
+    @functools.wraps(real)
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bronze, "prepare_batches", counted)
+    return calls
+
+
 def _loaded_state(wh):
     """bronze, rejects and audit of a load, without the load's own timestamps."""
     return (
@@ -198,10 +218,9 @@ def _loaded_state(wh):
     )
 
 
-def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factory, tmp_path, monkeypatch):
+def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factory, tmp_path, prepare_calls):
     """Groups prepared by worker processes load exactly what the loader's own process loads:
     same bronze rows, rejects (type casts, duplicates, GX row rules), audit and refusal."""
-    import functools
     import shutil
 
     import ingestion.bronze as bronze
@@ -215,15 +234,6 @@ def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factor
         recs.append(dict(recs[0]))                            # exact duplicate line
         batches[day] = recs
     batches[days[4]] = [{k: v for k, v in charge(400 + i).items() if k != "status"} for i in range(4)]  # refused
-    calls = []
-    real = bronze.prepare_batches
-
-    @functools.wraps(real)  # counts calls in this process only: the workers import their own
-    def counted(*args, **kwargs):
-        calls.append(len(args[2]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bronze, "prepare_batches", counted)
     states = {}
     for workers in (1, 2):
         settings = settings_factory(data_dir=tmp_path / f"data{workers}",
@@ -237,11 +247,11 @@ def test_worker_processes_prepare_a_big_load_as_the_loader_would(settings_factor
             shutil.copytree(landed, settings.landing_path)
         wh = get_warehouse(settings)
         wh.ensure_schemas()
-        calls.clear()
+        prepare_calls.clear()
         with pytest.raises(BatchRefused, match=r"1 batch\(es\) not loaded: .*expect_column_to_exist\(status\)"):
             bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=21, workers=workers)
         # seven groups of one batch: all prepared here with one worker, none with two
-        assert calls == ([1] * 7 if workers == 1 else [])
+        assert prepare_calls == ([1] * 7 if workers == 1 else [])
         states[workers] = _loaded_state(wh)
     assert states[2] == states[1]
     rows, rejects, audit = states[2]
@@ -270,11 +280,10 @@ def test_an_error_in_a_worker_process_is_raised_for_its_batch(settings, monkeypa
     assert not wh.table_exists("ops", "load_audit") or wh.row_count("ops", "load_audit") == 0
 
 
-def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_path, monkeypatch):
+def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_path, monkeypatch, prepare_calls):
     """Hosts replace ``__main__`` (Streamlit's script runner, notebooks, task runners); the load
     workers must not re-run it (multiprocessing's spawn did, and died), nor need a non-daemonic
     host."""
-    import functools
     import multiprocessing
     import sys
     import types
@@ -292,19 +301,10 @@ def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_pa
     days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
     for k, day in enumerate(days):
         zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
-    calls = []
-    real = bronze.prepare_batches
-
-    @functools.wraps(real)
-    def counted(*args, **kwargs):
-        calls.append(len(args[2]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bronze, "prepare_batches", counted)
     wh = get_warehouse(settings)
     wh.ensure_schemas()
     reports = bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
-    assert calls == [] and [r.loaded for r in reports] == [10] * 4
+    assert prepare_calls == [] and [r.loaded for r in reports] == [10] * 4
 
 
 def test_a_dead_load_worker_is_reported_not_waited_for(settings):
@@ -326,11 +326,10 @@ def test_a_dead_load_worker_is_reported_not_waited_for(settings):
         pool.close(kill=True)
 
 
-def test_a_spec_that_cannot_travel_is_prepared_in_the_loader(settings, monkeypatch):
+def test_a_spec_that_cannot_travel_is_prepared_in_the_loader(settings, prepare_calls):
     """A spec built with a lambda cannot be sent to a worker process: the loader prepares its
     groups itself rather than failing."""
     import dataclasses
-    import functools
 
     import ingestion.bronze as bronze
 
@@ -339,16 +338,7 @@ def test_a_spec_that_cannot_travel_is_prepared_in_the_loader(settings, monkeypat
     days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
     for k, day in enumerate(days):
         zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
-    calls = []
-    real = bronze.prepare_batches
-
-    @functools.wraps(real)
-    def counted(*args, **kwargs):
-        calls.append(len(args[2]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(bronze, "prepare_batches", counted)
     wh = get_warehouse(settings)
     wh.ensure_schemas()
     reports = bronze.load_batches(wh, zone, spec, days, group_rows=10, workers=2)
-    assert calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
+    assert prepare_calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
