@@ -38,12 +38,16 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     return out
 
 
+LOAD_WORKER = "ingestion.load_workers"  # in the command line of the loader's worker processes
+
+
 class Peak:
     """Peak resident memory of this process (or of process ``pid``) while the block runs
     (sampled every 50 ms); with ``children``, of the process and its child processes together
-    (the loader's worker processes)."""
+    (True: every child; a string: the children whose command line contains it, e.g. the loader's
+    worker processes and not the benchmark's sandbox process)."""
 
-    def __init__(self, pid: int | None = None, children: bool = False) -> None:
+    def __init__(self, pid: int | None = None, children: bool | str = False) -> None:
         self.proc = psutil.Process(pid)
         self.children = children
         self.peak = 0
@@ -55,7 +59,8 @@ class Peak:
         if self.children:
             for child in self.proc.children(recursive=True):
                 try:
-                    rss += child.memory_info().rss
+                    if self.children is True or self.children in " ".join(child.cmdline()):
+                        rss += child.memory_info().rss
                 except psutil.Error:  # exited between the listing and the reading
                     pass
         return rss
@@ -86,9 +91,9 @@ class Peak:
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float, float]:
-    """(result, seconds, peak RSS MB) of one call; the memory counts the process's children
-    (the loader's worker processes)."""
-    with Peak(children=True) as mem:
+    """(result, seconds, peak RSS MB) of one call; the memory counts the loader's worker
+    processes the call starts."""
+    with Peak(children=LOAD_WORKER) as mem:
         began = time.perf_counter()
         out = fn(*args, **kwargs)
         seconds = time.perf_counter() - began

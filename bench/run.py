@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from bench._common import Peak, machine_calibration
+from bench._common import LOAD_WORKER, Peak, machine_calibration
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # focused benches run by --others (each a module in bench/ with main(argv) writing bench/results/<name>.json)
@@ -33,7 +33,7 @@ OTHER_BENCHES = ("dbt_duckdb_vs_postgres", "sessionization", "ingestion_clients"
 
 
 def timed(results: list[dict[str, Any]], name: str, fn: Callable[[], Any], **extra: Any) -> Any:
-    with Peak() as mem:
+    with Peak(children=LOAD_WORKER) as mem:  # not the sandbox process nor the idle task workers
         began = time.perf_counter()
         out = fn()
         seconds = time.perf_counter() - began

@@ -68,3 +68,34 @@ def test_sandbox_process_that_does_not_come_up_in_time_is_stopped(tmp_path):
     with pytest.raises(RuntimeError, match="did not start within 0.5 s"):
         sb.start()
     assert sb._proc.poll() is not None
+
+
+def test_peak_memory_counts_the_chosen_child_processes(tmp_path):
+    """Stage memory includes the loader's worker processes (matched by command line) and not
+    other children, such as the benchmark's own sandbox process."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from bench._common import Peak
+
+    hold = "import sys, time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    children = [subprocess.Popen([sys.executable, "-c", hold, marker]) for marker in ("ingestion.load_workers", "other")]
+    try:
+        deadline = time.monotonic() + 60
+        while min(psutil.Process(c.pid).memory_info().rss for c in children) < 300 * 2**20:  # both hold 300 MB
+            assert time.monotonic() < deadline, "the child processes did not allocate their memory"
+            time.sleep(0.1)
+        peaks = {}
+        for which in (False, "ingestion.load_workers", True):
+            with Peak(children=which) as mem:
+                time.sleep(0.3)
+            peaks[which] = mem.peak / 2**20
+        assert 250 < peaks["ingestion.load_workers"] - peaks[False] < 400
+        assert 550 < peaks[True] - peaks[False] < 750
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
