@@ -209,6 +209,17 @@ def prepare_calls(monkeypatch):
     return calls
 
 
+def _landed_days(settings, n: int):
+    """``n`` landed daily batches of ten charges each, and a warehouse with its schemas."""
+    zone = LandingZone(settings.landing_path)
+    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, n + 1)]
+    for k, day in enumerate(days):
+        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
+    wh = get_warehouse(settings)
+    wh.ensure_schemas()
+    return zone, days, wh
+
+
 def _loaded_state(wh):
     """bronze, rejects and audit of a load, without the load's own timestamps."""
     return (
@@ -266,13 +277,8 @@ def test_an_error_in_a_worker_process_is_raised_for_its_batch(settings, monkeypa
     from ingestion.bronze import load_batches
     from ingestion.landing import PART
 
-    zone = LandingZone(settings.landing_path)
-    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 6)]
-    for k, day in enumerate(days):
-        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
+    zone, days, wh = _landed_days(settings, 5)
     (zone.batch_dir("stripe", "charges", days[3]) / PART).unlink()
-    wh = get_warehouse(settings)
-    wh.ensure_schemas()
     with pytest.raises(FileNotFoundError, match=PART):  # the worker's exception, raised here
         load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
     # the three groups before it were written in the load's transaction: rolled back
@@ -297,12 +303,7 @@ def test_worker_processes_do_not_depend_on_the_host_main_script(settings, tmp_pa
     monkeypatch.setitem(sys.modules, "__main__", host_main)
     monkeypatch.setattr(multiprocessing.current_process(), "_config",
                         {**multiprocessing.current_process()._config, "daemon": True})
-    zone = LandingZone(settings.landing_path)
-    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
-    for k, day in enumerate(days):
-        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
-    wh = get_warehouse(settings)
-    wh.ensure_schemas()
+    zone, days, wh = _landed_days(settings, 4)
     reports = bronze.load_batches(wh, zone, SPECS["charges"], days, group_rows=10, workers=2)
     assert prepare_calls == [] and [r.loaded for r in reports] == [10] * 4
 
@@ -334,11 +335,6 @@ def test_a_spec_that_cannot_travel_is_prepared_in_the_loader(settings, prepare_c
     import ingestion.bronze as bronze
 
     spec = dataclasses.replace(SPECS["charges"], prepare=lambda rec: rec)
-    zone = LandingZone(settings.landing_path)
-    days = [Interval.for_dates(dt.date(2025, 3, d), dt.date(2025, 3, d)) for d in range(1, 5)]
-    for k, day in enumerate(days):
-        zone.write_batch("stripe", "charges", day, [charge(100 * k + i) for i in range(10)])
-    wh = get_warehouse(settings)
-    wh.ensure_schemas()
+    zone, days, wh = _landed_days(settings, 4)
     reports = bronze.load_batches(wh, zone, spec, days, group_rows=10, workers=2)
     assert prepare_calls == [1, 1, 1, 1] and [r.loaded for r in reports] == [10] * 4
