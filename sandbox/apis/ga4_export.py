@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from sandbox.apis.common import from_us, ts_column_us
 from sandbox.apis.faults import FaultConfig, FaultInjector
+from sandbox.apis.ga4_days import open_day_store
 
 MANIFEST = ".sandbox_manifest.json"
 BATCH_ROWS = 50_000
@@ -50,32 +51,11 @@ class GA4ExportWriter:
         self.faults = faults
         self._lock = threading.Lock()
         self.fx = {k.upper(): float(v) for k, v in (meta.get("fx_to_usd") or {"USD": 1.0}).items()}
-        # one time-ordered, single-chunk copy of the events: days are contiguous slices and
-        # take() stays fast (take on a many-chunk table copies whole columns per call)
-        t = _contiguous(_read_events(world))
-        day_int = pc.cast(t.column("event_date"), pa.int32())
-        order = pc.sort_indices(pa.table({"d": day_int, "ts": t.column("event_timestamp")}),
-                                sort_keys=[("d", "ascending"), ("ts", "ascending")])
-        days = np.asarray(day_int.take(order).to_numpy(zero_copy_only=False), dtype=np.int64)
-        t = t.take(order)
-        del order, day_int
-        self.table = t
-        n = t.num_rows
-        self.vis = ts_column_us(t.column("_visible_at"))
-        if n:
-            starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-            ends = np.r_[starts[1:], n]
-            self.day_spans = {int(days[s_]): (int(s_), int(e)) for s_, e in zip(starts, ends)}
-        else:
-            self.day_spans = {}
-        del days
-        # first-user traffic source: each device's first event in time order
-        enc = pc.dictionary_encode(t.column("user_pseudo_id").combine_chunks())
-        self.device_code = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        uniq, first_pos = np.unique(self.device_code, return_index=True)
-        self.first_row = np.zeros(len(enc.dictionary), dtype=np.int64)
-        self.first_row[uniq] = first_pos
-        del enc
+        # the events by day in export order, on disk next to the world (bounded memory at any size)
+        store = open_day_store(_events_file(world), self.out_dir / ".sandbox_days")
+        self.days = store
+        self.vis = store.vis
+        self.day_spans = store.day_spans
         start = meta.get("start")
         self.first_day = dt.date.fromisoformat(str(start)[:10]) if start else (
             dt.datetime.strptime(str(min(self.day_spans)), "%Y%m%d").date() if self.day_spans else dt.date.today())
@@ -220,7 +200,11 @@ class GA4ExportWriter:
             locals_.append(local)
             globals_.append(local + a)
         rows = np.concatenate(globals_)
-        all_lines = self._lines(rows)
+        # the days' rows are read whole and concatenated: positions in it are (global - first day's start)
+        span_rows = np.concatenate([np.arange(*self.day_spans[int(k)]) for k in keys])
+        day_rows = np.searchsorted(span_rows, rows)
+        sub = self.days.read_days([int(k) for k in keys]).combine_chunks().take(pa.array(day_rows, pa.int64()))
+        all_lines = self._lines(sub, self.days.device[rows])
         off = 0
         for key, local in zip(keys, locals_):
             a, b = self.day_spans[int(key)]
@@ -282,15 +266,14 @@ class GA4ExportWriter:
         return pa.array(out, pa.string())
 
     # --- vectorised NDJSON -----------------------------------------------------------------
-    def _lines(self, rows: np.ndarray) -> pa.Array:
-        """One export-schema JSON object per event (rows of the world table), built with pyarrow string kernels."""
-        n = len(rows)
+    def _lines(self, sub: pa.Table, devices: np.ndarray) -> pa.Array:
+        """One export-schema JSON object per event (``sub``: world rows; ``devices``: their device codes),
+        built with pyarrow string kernels."""
+        n = sub.num_rows
         if n == 0:
             return pa.array([], pa.string())
-        sub = self.table.take(pa.array(rows, pa.int64()))
         col = lambda name: _plain(sub.column(name)) if name in sub.column_names else pa.nulls(n, pa.string())  # noqa: E731
-        first_rows = self.first_row[self.device_code[rows]]
-        ft = self.table.select(["event_timestamp", "source", "medium", "campaign"]).take(pa.array(first_rows, pa.int64()))
+        ft = self.days.first_touch.take(pa.array(devices, pa.int64()))
         first = pa.table({k: _plain(ft.column(k)) for k in ft.column_names})
         name = col("event_name")
         is_session_start = pc.fill_null(pc.equal(name, "session_start"), False)
@@ -395,29 +378,13 @@ class GA4ExportWriter:
 
 
 
-def _read_events(world: Any) -> pa.Table:
-    """The GA4 events straight from the world's file (not through the World's cache), else the table."""
+def _events_file(world: Any) -> Path:
+    """The world's GA4 events file (``<world>/ga4_events.parquet``)."""
     path = getattr(world, "path", None)
-    if path is not None and (Path(path) / "ga4_events.parquet").exists():
-        import pyarrow.parquet as pq
-
-        return pq.read_table(Path(path) / "ga4_events.parquet")
-    return getattr(world, "ga4_events")
-
-
-def _contiguous(t: pa.Table) -> pa.Table:
-    """Dictionary columns decoded, one chunk per column (large_string where 2 GB offsets would overflow)."""
-    cols = []
-    for f in t.schema:
-        col = t.column(f.name)
-        if pa.types.is_dictionary(f.type):
-            col = pc.cast(col, f.type.value_type)
-        try:
-            arr = col.combine_chunks()
-        except (pa.ArrowInvalid, pa.ArrowCapacityError, OverflowError):
-            arr = pc.cast(col, pa.large_string()).combine_chunks()
-        cols.append(arr)
-    return pa.table(cols, names=t.column_names)
+    if path is None or not (Path(path) / "ga4_events.parquet").exists():
+        raise FileNotFoundError(f"the GA4 export needs the world's ga4_events.parquet (world at {path}): "
+                                "regenerate the world with python -m sandbox.world")
+    return Path(path) / "ga4_events.parquet"
 
 
 def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
