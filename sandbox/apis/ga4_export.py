@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.apis.common import from_us, ts_column_us
+from sandbox.apis.common import from_us
 from sandbox.apis.faults import FaultConfig, FaultInjector
 from sandbox.apis.ga4_days import open_day_store
 
