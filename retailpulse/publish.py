@@ -138,6 +138,7 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
     except duckdb.IOException as exc:
         raise PublishError(f"cannot open {wh.path}: {str(exc).splitlines()[0]} (another process is writing)") from None
     try:
+        wh.apply_limits(con)
         con.execute(f"attach {_sql_str(tmp_db)} as __rp_serving (read_only false)")
         try:
             con.execute("create schema if not exists __rp_serving.gold")

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     dbt_threads: int = 2
     load_workers: int = Field(2, ge=1, description="processes that read, type and validate the landed batches of a big "
                               "load in parallel while the loader writes (1: all in the loader's process)")
+    duckdb_memory_limit: str = Field(
+        "50%", pattern=r"^\s*(\d+(\.\d+)?\s*%|\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))\s*$",
+        description="DuckDB's memory limit (every connection and dbt): a share of this machine's memory (or of the "
+                    "container's limit), e.g. 50%, or a size, e.g. 8GB. DuckDB's own default (80%) leaves too little "
+                    "for the other processes of a run (load workers, Airflow, the sandbox); beyond the limit DuckDB "
+                    "spills to disk beside the warehouse")
 
     # --- publishing for BI tools (see README "Connect Tableau / Power BI") -----------------
     bi_role: str = Field("retailpulse_bi", description="Postgres role that may SELECT gold and nothing else")
@@ -157,6 +163,18 @@ class Settings(BaseSettings):
     def airflow_home(self) -> Path:
         return Path(os.environ.get("AIRFLOW_HOME", self.home / ".airflow")).resolve()
 
+    @property
+    def duckdb_memory_limit_setting(self) -> str:
+        """``duckdb_memory_limit`` as a value for DuckDB's ``SET memory_limit`` (a share -> MB)."""
+        value = self.duckdb_memory_limit.strip().replace(" ", "")
+        if not value.endswith("%"):
+            return value
+        share = float(value[:-1])
+        if not 0 < share <= 100:
+            raise ValueError(f"RETAILPULSE_DUCKDB_MEMORY_LIMIT={self.duckdb_memory_limit!r}: a share must be "
+                             "between 0 and 100%")
+        return f"{max(256, int(machine_memory_bytes() * share / 100 / 2**20))}MB"
+
     def secret_values(self) -> list[str]:
         """Every configured secret's plain value (for log redaction only)."""
         out: list[str] = []
@@ -167,6 +185,19 @@ class Settings(BaseSettings):
                 if plain and len(plain) >= 4:
                     out.append(plain)
         return out
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup's (container's) memory limit when that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and 0 < int(raw) < total:
+            total = int(raw)
+    return total
 
 
 def load_settings(**overrides: object) -> Settings:

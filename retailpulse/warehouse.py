@@ -208,6 +208,7 @@ class DuckDBWarehouse(Warehouse):
                 "(another process is writing; wait for it or query the serving copy)"
             ) from None
         try:
+            self.apply_limits(con)
             if not read_only:
                 con.execute("begin transaction")
             yield con
@@ -239,8 +240,15 @@ class DuckDBWarehouse(Warehouse):
         ])
         return table.cast(wide).to_pandas()
 
+    def apply_limits(self, con: Any) -> None:
+        """DuckDB's memory limit for this database (``RETAILPULSE_DUCKDB_MEMORY_LIMIT``). A SET,
+        not connect-time config: every connection to one file in a process shares one instance,
+        and dbt's open connection would refuse a second connect with another config."""
+        con.execute(f"set memory_limit = '{self.settings.duckdb_memory_limit_setting}'")
+
     def dbt_profile(self) -> dict[str, Any]:
-        return {"type": "duckdb", "path": str(self.path), "threads": self.settings.dbt_threads}
+        return {"type": "duckdb", "path": str(self.path), "threads": self.settings.dbt_threads,
+                "settings": {"memory_limit": self.settings.duckdb_memory_limit_setting}}
 
     def _column_types(self, con: Any, schema: str, table: str) -> dict[str, str]:
         rows = con.execute(

@@ -61,3 +61,36 @@ def test_log_lines_are_redacted(caplog, tmp_path):
     assert "sk_live_abcdef123456" not in caplog.text
     assert "***" in caplog.text
     install_redaction(s)  # also registers with Airflow's masker without error
+
+
+def test_duckdb_memory_limit_is_a_share_of_this_machine_or_a_size(tmp_path, monkeypatch):
+    import pytest
+    from pydantic import ValidationError
+
+    from retailpulse import settings as settings_mod
+
+    monkeypatch.setattr(settings_mod, "machine_memory_bytes", lambda: 24 * 2**30)
+    assert Settings(home=tmp_path, _env_file=None).duckdb_memory_limit_setting == f"{12 * 1024}MB"  # default 50%
+    monkeypatch.setenv("RETAILPULSE_DUCKDB_MEMORY_LIMIT", "25%")
+    assert Settings(home=tmp_path, _env_file=None).duckdb_memory_limit_setting == f"{6 * 1024}MB"
+    assert Settings(home=tmp_path, duckdb_memory_limit="8GB", _env_file=None).duckdb_memory_limit_setting == "8GB"
+    for bad in ("lots", "8 gigs", "-5%", "1e3GB"):
+        with pytest.raises(ValidationError, match="duckdb_memory_limit"):
+            Settings(home=tmp_path, duckdb_memory_limit=bad, _env_file=None)
+    with pytest.raises(ValueError, match="between 0 and 100%"):
+        Settings(home=tmp_path, duckdb_memory_limit="150%", _env_file=None).duckdb_memory_limit_setting
+
+
+def test_every_warehouse_connection_and_dbt_get_the_memory_limit(tmp_path):
+    """DuckDB's own default (80% of the machine) got the large run's dbt build OOM-killed beside the
+    sandbox and the load workers; the limit must reach the warehouse's connections and dbt's profile."""
+    from retailpulse.warehouse import get_warehouse
+
+    s = Settings(home=tmp_path, duckdb_memory_limit="1GB", _env_file=None)
+    wh = get_warehouse(s)
+    with wh.connect() as con:
+        limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    assert limit == "953.6 MiB"  # DuckDB shows 1GB (10^9 bytes) in MiB
+    with wh.connect(read_only=True) as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == limit
+    assert wh.dbt_profile()["settings"] == {"memory_limit": "1GB"}
