@@ -1,0 +1,179 @@
+"""Finish a pipeline benchmark whose process died after its loads (``bench.run --workdir`` kept them).
+
+The large run's first attempt was OOM-killed in the dbt build (DuckDB's default memory limit, 80%
+of the machine, beside the sandbox and the load workers). Its extract and load stages had
+finished into ``<workdir>/<size>/direct``; this runs the remaining stages on that warehouse (dbt
+full refresh, ML, publish, then the incremental day, as ``bench.run`` does) and writes
+``bench/results/pipeline_<size>.json`` with both parts: the stage lines the killed run printed
+(parsed from its output, ``--log``) and the stages measured here. The JSON says which is which
+(``resumed``); nothing is typed by hand.
+
+    python -m bench.resume --size large --workdir /tmp/bench --log /tmp/bench_large.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench._common import machine_calibration, write_result
+from bench.run import DbtStage, _env, ingest, timed, worker_pool, write_markdown
+
+_STAGE = re.compile(r"^\s{2}(?P<stage>[a-z0-9_+ ()]+?)\s+(?P<s>\d+\.\d+) s\s+peak\s+(?P<mb>\d+\.\d+) MB"
+                    r"(?: \(worker (?P<w>\d+)\))?\s*$")
+
+
+def stages_from_log(text: str) -> list[dict[str, Any]]:
+    """The stage lines ``bench.run`` printed (``  <stage>  <s> s   peak <mb> MB [(worker N)]``)."""
+    out = []
+    for line in text.splitlines():
+        m = _STAGE.match(line)
+        if m:
+            st = {"stage": m["stage"].strip(), "seconds": float(m["s"]), "peak_rss_mb": float(m["mb"])}
+            if m["w"]:
+                st["worker_pid"] = int(m["w"])
+            out.append(st)
+    return out
+
+
+def ingest_critical_path(stages: list[dict[str, Any]]) -> tuple[float, list[str]]:
+    """The longest chain of the concurrent ingest as bench.run schedules it: a source's extract then its
+    load; loads one at a time in the order they finished (so a load waits for the one before it)."""
+    ext = {s["stage"].removeprefix("extract "): s["seconds"] for s in stages if s["stage"].startswith("extract ")}
+    loads = [(s["stage"].removeprefix("validate+load "), s["seconds"]) for s in stages
+             if s["stage"].startswith("validate+load ")]
+    free_at, chain, chain_at = 0.0, [], {}
+    for src, secs in loads:  # printed in the order they finished
+        start = max(ext.get(src, 0.0), free_at)
+        if start == ext.get(src, 0.0):
+            chain_at[src] = [f"extract {src}", f"validate+load {src}"]
+        else:
+            prev = loads[[x for x, _ in loads].index(src) - 1][0]
+            chain_at[src] = [*chain_at[prev], f"validate+load {src}"]
+        free_at = start + secs
+        chain = chain_at[src]
+    return round(free_at, 2), chain
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.resume", description=__doc__.splitlines()[0])
+    ap.add_argument("--size", required=True, choices=["small", "medium", "large"])
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workdir", type=Path, required=True, help="the killed run's --workdir")
+    ap.add_argument("--log", type=Path, required=True, help="the killed run's output")
+    ap.add_argument("--reason", default="the benchmark process was killed after its loads")
+    a = ap.parse_args(argv)
+
+    from ingestion.connectors import SOURCES, is_configured
+    from ingestion.interval import Interval
+    from retailpulse import pipeline
+    from retailpulse.settings import load_settings
+    from bench.sandbox_process import SandboxProcess
+    from sandbox.world import World
+
+    before = stages_from_log(a.log.read_text(errors="replace"))
+    done = {s["stage"] for s in before}
+    if not any(s.startswith("validate+load ") for s in done) or any(s.startswith("dbt build") for s in done):
+        raise SystemExit(f"{a.log}: not a run that died after its loads and before its dbt build")
+    root = a.workdir / a.size
+    if not (root / "direct" / "warehouse" / "retailpulse.duckdb").exists():
+        raise SystemExit(f"no kept warehouse under {root}/direct: run bench.run with --workdir")
+    ingest_seconds, chain = ingest_critical_path(before)
+
+    base = load_settings()
+    world_path = Path(base.sandbox_path) / f"{a.size}-{a.seed}"
+    meta = World.load(world_path).meta
+    start, end = dt.date.fromisoformat(meta["start"]), dt.date.fromisoformat(meta["end"])
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    calibration = machine_calibration()
+    stages: list[dict[str, Any]] = []
+    server = timed(stages, "sandbox start (resume)", lambda: SandboxProcess(a.size, a.seed, root / "ga4").start())
+    timed(stages, "ga4 export files (resume)", lambda: (
+        server.wait_ga4(), server.set_clock(dt.datetime.combine(end, dt.time(0), tzinfo=dt.timezone.utc))))
+    saved = dict(os.environ)
+    pool = None
+    try:
+        os.environ.update(_env(root / "direct", server))
+        settings = load_settings()
+        full = Interval.for_dates(start, end - dt.timedelta(days=1))
+        bronze = {t: pipeline.get_warehouse(settings).row_count("bronze", t)
+                  for t in pipeline.get_warehouse(settings).list_tables("bronze")}
+        began = time.perf_counter()
+        dbt = DbtStage()
+        failed = dbt(stages, "dbt build (full refresh)", settings, True)
+        timed(stages, "ml scoring", lambda: pipeline.stage_ml(settings, full))
+        timed(stages, "publish", lambda: pipeline.stage_publish(settings))
+        after_loads = time.perf_counter() - began - failed
+
+        sources = [s for s in SOURCES if is_configured(s, settings)]
+        pool = worker_pool(len(sources))
+        server.set_clock(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
+        day = Interval.for_dates(end, end)
+        incr: list[dict[str, Any]] = []
+        incr_began = time.perf_counter()
+        ingest(incr, "incr ", settings, sources, day, pool)
+        failed = dbt(incr, "incr dbt build", settings, False)
+        timed(incr, "incr ml scoring", lambda: pipeline.stage_ml(settings, day))
+        timed(incr, "incr publish", lambda: pipeline.stage_publish(settings))
+        incremental = time.perf_counter() - incr_began - failed
+        print(f"  {'incremental day (all)':<28} {incremental:8.2f} s", flush=True)
+        counts = pipeline.gold_counts(settings)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+    total = ingest_seconds + after_loads
+    result = {
+        "benchmark": "pipeline",
+        "size": a.size,
+        "seed": a.seed,
+        "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                    "load_avg_at_start": load_at_start, "calibration": calibration,
+                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "world_was_cached": True,
+        "schedule": "concurrent",
+        "sandbox": "own process",
+        "sandbox_peak_rss_mb": round(server.peak_rss / 2**20, 1),
+        "world": meta.get("counts", {}),
+        "resumed": {
+            "reason": a.reason,
+            "log": str(a.log),
+            "stages_from_log": [s["stage"] for s in before],
+            "ingest_seconds_critical_path": ingest_seconds,
+            "ingest_critical_chain": chain,
+            "after_loads_seconds": round(after_loads, 2),
+            "bronze_rows": bronze,
+            "note": "direct_pipeline_seconds = the ingest's critical chain (stage times of the killed run: "
+                    "extracts overlap, loads one at a time) + dbt, ML and publish measured in this process; "
+                    "not one uninterrupted run",
+        },
+        "stages": before + stages,
+        "direct_pipeline_seconds": round(total, 2),
+        "dbt_failures": dbt.failures,
+        "dbt_excluded_nodes": dbt.exclude,
+        "incremental_day_seconds": round(incremental, 2),
+        "incremental_stages": incr,
+        "incremental_share_of_full": round(incremental / total, 3),
+        "dag_seconds": None,
+        "orchestration_overhead_seconds": None,
+        "gold_rows": counts,
+    }
+    print(write_result(f"pipeline_{a.size}", result))
+    print(write_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
