@@ -274,7 +274,18 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
         out.append("| medium full pipeline < 5 min | not measured | **not measured** |")
         out.append("| incremental day < 10% of a full refresh (medium) | not measured | **not measured** |")
     large = runs.get("large")
-    if large:
+    if large and large.get("resumed"):
+        r = large["resumed"]
+        top = max(large["stages"], key=lambda x: x["peak_rss_mb"])
+        out.append(
+            f"| large completes on a 2-core, 24 GB machine | completed **in two parts**: extract and load (critical chain "
+            f"{' → '.join(r['ingest_critical_chain'])}: {r['ingest_seconds_critical_path']:.0f} s) "
+            f"in a run whose process was then killed ({r['reason']}); dbt, ML and publish on the same warehouse "
+            f"after the fix, {r['after_loads_seconds']:.0f} s; about {large['direct_pipeline_seconds']:.0f} s "
+            f"({large['direct_pipeline_seconds'] / 60:.0f} min) in all, incremental day {large['incremental_day_seconds']:.0f} s; "
+            f"largest stage peak {top['peak_rss_mb']:,.0f} MB ({top['stage']}), sandbox process "
+            f"{large['sandbox_peak_rss_mb']:,.0f} MB | **completed after a fix, not yet as one uninterrupted run** |")
+    elif large:
         peak = max(s["peak_rss_mb"] for s in large["stages"])
         out.append(f"| large completes on a 2-core, 24 GB machine | completed in {large['direct_pipeline_seconds']:.0f} s, "
                    f"peak RSS {peak:.0f} MB | **met** |")

@@ -99,3 +99,38 @@ def test_peak_memory_counts_the_chosen_child_processes(tmp_path):
         for c in children:
             c.kill()
             c.wait()
+
+
+KILLED_RUN_OUTPUT = """benchmark: large world, seed 42 (no DAG run)
+  world generation                 0.00 s   peak    145.3 MB
+  5 warm worker processes (5 distinct)
+ga4: no export file events_20231229 in /tmp/bench/large/ga4 (day is past the 3-day late-data horizon)
+  extract google_ads               0.28 s   peak    285.8 MB (worker 15142)
+  validate+load google_ads         1.40 s   peak    361.4 MB (worker 15142)
+  extract salesforce             237.03 s   peak    312.6 MB (worker 15140)
+  validate+load salesforce        95.18 s   peak   3657.0 MB (worker 15142)
+  extract ga4                    513.64 s   peak   1056.7 MB (worker 15141)
+  extract stripe                1023.75 s   peak    282.5 MB (worker 15143)
+  validate+load ga4             1260.76 s   peak  11280.1 MB (worker 15137)
+  validate+load stripe           116.17 s   peak   7604.2 MB (worker 15140)
+\x1b[0m20:29:39  90 of 406 PASS not_null_int_marketing__ad_spend_daily_spend ....... [\x1b[32mPASS\x1b[0m in 0.08s]
+"""
+
+
+def test_resume_reads_the_killed_runs_stages_and_its_ingest_critical_chain():
+    from bench.resume import ingest_critical_path, stages_from_log
+
+    stages = stages_from_log(KILLED_RUN_OUTPUT)
+    assert [s["stage"] for s in stages] == [
+        "world generation", "extract google_ads", "validate+load google_ads", "extract salesforce",
+        "validate+load salesforce", "extract ga4", "extract stripe", "validate+load ga4", "validate+load stripe"]
+    assert stages[-2] == {"stage": "validate+load ga4", "seconds": 1260.76, "peak_rss_mb": 11280.1, "worker_pid": 15137}
+    # loads take the one warehouse slot in turn: stripe's extract ended at 1023.75 s, but its load
+    # waited for GA4's (513.64 + 1260.76), so the chain is extract ga4 -> load ga4 -> load stripe
+    seconds, chain = ingest_critical_path(stages)
+    assert seconds == round(513.64 + 1260.76 + 116.17, 2)
+    assert chain == ["extract ga4", "validate+load ga4", "validate+load stripe"]
+    # without the contention, the longest extract + its own load is the chain
+    quick = [s for s in stages if s["stage"] != "validate+load ga4"]
+    seconds, chain = ingest_critical_path(quick)
+    assert (seconds, chain) == (round(1023.75 + 116.17, 2), ["extract stripe", "validate+load stripe"])
