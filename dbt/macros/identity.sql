@@ -64,44 +64,85 @@ with cc_nodes as (
     select node_id, label_key from {{ nodes_relation }}
 ),
 
+-- integers stand in for the text ids and labels during the rounds: the rounds' joins and
+-- aggregates over integers need a fraction of the memory they need over text (16 rounds over
+-- the text keys ran DuckDB out of memory at the large world). Label numbers follow the label
+-- order, so the smallest number is the smallest label_key, as before.
+cc_labels as (
+    select label_key, row_number() over (order by label_key) as label_num
+    from (select distinct label_key from cc_nodes where label_key is not null) as distinct_labels
+),
+
+cc_ids as (
+    select all_ids.node_id, row_number() over (order by all_ids.node_id) as node_num
+    from (
+        select node_id from cc_nodes
+        union
+        select node_a from {{ edges_relation }} where node_a is not null
+        union
+        select node_b from {{ edges_relation }} where node_b is not null
+    ) as all_ids
+),
+
+cc_edges as (
+    select id_a.node_num as node_a, id_b.node_num as node_b
+    from {{ edges_relation }} as edges
+    inner join cc_ids as id_a on id_a.node_id = edges.node_a
+    inner join cc_ids as id_b on id_b.node_id = edges.node_b
+),
+
+cc_node_labels as (
+    select cc_ids.node_num, cc_labels.label_num
+    from cc_nodes
+    inner join cc_ids on cc_ids.node_id = cc_nodes.node_id
+    left join cc_labels on cc_labels.label_key = cc_nodes.label_key
+),
+
 -- only nodes with an edge can change label: isolated nodes (most component labels in the
 -- fuzzy stage, ~40% of identifiers in the exact one) skip the rounds and keep their own label
 cc_linked as (
-    select node_a as node_id from {{ edges_relation }} where node_a is not null
+    select node_a as node_num from cc_edges
     union
-    select node_b from {{ edges_relation }} where node_b is not null
+    select node_b from cc_edges
 ),
 
 cc_links as (
-    select node_a as node_id, node_b as neighbour_id from {{ edges_relation }}
+    select node_a as node_num, node_b as neighbour_num from cc_edges
     union all
-    select node_b, node_a from {{ edges_relation }}
+    select node_b, node_a from cc_edges
     union all
-    select node_id, node_id from cc_nodes where node_id in (select node_id from cc_linked)
+    select node_num, node_num from cc_node_labels where node_num in (select node_num from cc_linked)
 ),
 
 cc_round_0 as (
-    select node_id, label_key as component_label from cc_nodes
-    where node_id in (select node_id from cc_linked)
+    select node_num, label_num from cc_node_labels
+    where node_num in (select node_num from cc_linked)
 ),
 {% for i in range(1, rounds + 1) %}
 cc_round_{{ i }} as (
-    select cc_links.node_id, min(previous.component_label) as component_label
+    select cc_links.node_num, min(previous.label_num) as label_num
     from cc_links
-    inner join cc_round_{{ i - 1 }} as previous on previous.node_id = cc_links.neighbour_id
-    group by cc_links.node_id
+    inner join cc_round_{{ i - 1 }} as previous on previous.node_num = cc_links.neighbour_num
+    group by cc_links.node_num
 ),
 {% endfor %}
 
 -- (an anti-join, not "not in": Postgres plans a large "not in" subquery row by row)
 cc_isolated as (
-    select cc_nodes.node_id, cc_nodes.label_key as component_label
-    from cc_nodes
-    left join cc_linked on cc_linked.node_id = cc_nodes.node_id
-    where cc_linked.node_id is null
+    select cc_node_labels.node_num, cc_node_labels.label_num
+    from cc_node_labels
+    left join cc_linked on cc_linked.node_num = cc_node_labels.node_num
+    where cc_linked.node_num is null
+),
+
+cc_result as (
+    select node_num, label_num from cc_round_{{ rounds }}
+    union all
+    select node_num, label_num from cc_isolated
 )
 
-select node_id, component_label from cc_round_{{ rounds }}
-union all
-select node_id, component_label from cc_isolated
+select cc_ids.node_id, cc_labels.label_key as component_label
+from cc_result
+inner join cc_ids on cc_ids.node_num = cc_result.node_num
+left join cc_labels on cc_labels.label_num = cc_result.label_num
 {%- endmacro %}
