@@ -57,7 +57,9 @@
     `rounds` rounds every node in a component whose diameter is <= rounds carries the
     component's smallest label_key. Each round references the previous one once, so both
     engines plan it as a chain of joins + aggregates. The test identity_components_converged
-    fails when `rounds` (var identity_propagation_rounds) is too small for the data.
+    fails when `rounds` (var identity_propagation_rounds) is too small for the data. The rounds
+    run over integer stand-ins for the ids and labels (numbered once, labels in label order), so
+    their joins and aggregates stay small at a million people.
     Returns node_id, component_label. -#}
 {% macro connected_components(nodes_relation, edges_relation, rounds) -%}
 with cc_nodes as (
