@@ -63,6 +63,83 @@ def ingest_critical_path(stages: list[dict[str, Any]]) -> tuple[float, list[str]
     return round(free_at, 2), chain
 
 
+def _result(a: argparse.Namespace, meta: dict[str, Any], before: list[dict[str, Any]], after: list[dict[str, Any]],
+            incr: list[dict[str, Any]], incremental: float | None, failures: list, excluded: list,
+            counts: dict[str, int], bronze: dict[str, int], sandbox_mb: float | None, machine: dict[str, Any],
+            extra: dict[str, Any]) -> dict[str, Any]:
+    ingest_seconds, chain = ingest_critical_path(before)
+    after_loads = round(sum(s["seconds"] for s in after if not s["stage"].endswith("(resume)")), 2)
+    total = ingest_seconds + after_loads
+    return {
+        "benchmark": "pipeline",
+        "size": a.size,
+        "seed": a.seed,
+        "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "world_was_cached": True,
+        "schedule": "concurrent",
+        "sandbox": "own process",
+        "sandbox_peak_rss_mb": sandbox_mb,
+        "world": meta.get("counts", {}),
+        "resumed": {
+            "reason": a.reason,
+            "log": str(a.log),
+            "stages_from_log": [s["stage"] for s in before],
+            "ingest_seconds_critical_path": ingest_seconds,
+            "ingest_critical_chain": chain,
+            "after_loads_seconds": after_loads,
+            "bronze_rows": bronze,
+            "note": "direct_pipeline_seconds = the ingest's critical chain (stage times of the killed run: "
+                    "extracts overlap, loads one at a time) + dbt, ML and publish of the resume, one after another; "
+                    "not one uninterrupted run",
+            **extra,
+        },
+        "stages": before + after,
+        "direct_pipeline_seconds": round(total, 2),
+        "dbt_failures": failures,
+        "dbt_excluded_nodes": excluded,
+        "incremental_day_seconds": round(incremental, 2) if incremental is not None else None,
+        "incremental_stages": incr,
+        "incremental_share_of_full": round(incremental / total, 3) if incremental is not None else None,
+        "dag_seconds": None,
+        "orchestration_overhead_seconds": None,
+        "gold_rows": counts,
+    }
+
+
+def record_from_logs(a: argparse.Namespace) -> int:
+    """The JSON of a resume that died too: both outputs' stage lines, the warehouse's row counts."""
+    from retailpulse.warehouse import get_warehouse
+    from retailpulse.settings import load_settings
+    from sandbox.world import World
+
+    before = stages_from_log(a.log.read_text(errors="replace"))
+    resumed = stages_from_log(a.resumed_log.read_text(errors="replace"))
+    after = [s for s in resumed if not s["stage"].startswith("incr ")]
+    incr = [s for s in resumed if s["stage"].startswith("incr ")]
+    if not any(s["stage"] == "publish" for s in after):
+        raise SystemExit(f"{a.resumed_log}: the resume did not finish its full refresh (no publish line)")
+    meta = World.load(Path(load_settings().sandbox_path) / f"{a.size}-{a.seed}").meta
+    root = a.workdir / a.size / "direct"
+    os.environ["RETAILPULSE_WAREHOUSE_PATH"] = str(root / "warehouse" / "retailpulse.duckdb")
+    os.environ["RETAILPULSE_DATA_DIR"] = str(root / "data")
+    wh = get_warehouse(load_settings())
+    bronze = {t: wh.row_count("bronze", t) for t in wh.list_tables("bronze")}
+    counts = {t: wh.row_count("gold", t) for t in wh.list_tables("gold")}
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
+               "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+               "calibration": machine_calibration()}
+    done = [s["stage"] for s in incr]
+    extra = {"resumed_log": str(a.resumed_log), "resumed_death": a.resumed_death,
+             "incremental_completed_stages": done,
+             "recorded_from_logs": "nothing was run for this JSON: stage lines parsed from both outputs, row counts "
+                                   "read from the kept warehouse (gold as the dead resume left it)"}
+    result = _result(a, meta, before, after, incr, None, [], [], counts, bronze, None, machine, extra)
+    print(write_result(f"pipeline_{a.size}", result))
+    print(write_markdown())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.resume", description=__doc__.splitlines()[0])
     ap.add_argument("--size", required=True, choices=["small", "medium", "large"])
@@ -70,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, required=True, help="the killed run's --workdir")
     ap.add_argument("--log", type=Path, required=True, help="the killed run's output")
     ap.add_argument("--reason", default="the benchmark process was killed after its loads")
+    ap.add_argument("--resumed-log", type=Path, help="record a resume that itself died: its output (the stage lines "
+                    "it printed); nothing is run, the JSON is built from both outputs and the kept warehouse")
+    ap.add_argument("--resumed-death", default="", help="with --resumed-log: how the resume died")
     a = ap.parse_args(argv)
+    if a.resumed_log:
+        return record_from_logs(a)
 
     from ingestion.connectors import SOURCES, is_configured
     from ingestion.interval import Interval
