@@ -168,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     root = a.workdir / a.size
     if not (root / "direct" / "warehouse" / "retailpulse.duckdb").exists():
         raise SystemExit(f"no kept warehouse under {root}/direct: run bench.run with --workdir")
-    ingest_seconds, chain = ingest_critical_path(before)
-
     base = load_settings()
     world_path = Path(base.sandbox_path) / f"{a.size}-{a.seed}"
     meta = World.load(world_path).meta
@@ -188,12 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         full = Interval.for_dates(start, end - dt.timedelta(days=1))
         bronze = {t: pipeline.get_warehouse(settings).row_count("bronze", t)
                   for t in pipeline.get_warehouse(settings).list_tables("bronze")}
-        began = time.perf_counter()
         dbt = DbtStage()
-        failed = dbt(stages, "dbt build (full refresh)", settings, True)
+        dbt(stages, "dbt build (full refresh)", settings, True)
         timed(stages, "ml scoring", lambda: pipeline.stage_ml(settings, full))
         timed(stages, "publish", lambda: pipeline.stage_publish(settings))
-        after_loads = time.perf_counter() - began - failed
 
         sources = [s for s in SOURCES if is_configured(s, settings)]
         pool = worker_pool(len(sources))
@@ -214,44 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(saved)
         server.stop()
-    total = ingest_seconds + after_loads
-    result = {
-        "benchmark": "pipeline",
-        "size": a.size,
-        "seed": a.seed,
-        "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "load_avg_at_start": load_at_start, "calibration": calibration,
-                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "world_was_cached": True,
-        "schedule": "concurrent",
-        "sandbox": "own process",
-        "sandbox_peak_rss_mb": round(server.peak_rss / 2**20, 1),
-        "world": meta.get("counts", {}),
-        "resumed": {
-            "reason": a.reason,
-            "log": str(a.log),
-            "stages_from_log": [s["stage"] for s in before],
-            "ingest_seconds_critical_path": ingest_seconds,
-            "ingest_critical_chain": chain,
-            "after_loads_seconds": round(after_loads, 2),
-            "bronze_rows": bronze,
-            "note": "direct_pipeline_seconds = the ingest's critical chain (stage times of the killed run: "
-                    "extracts overlap, loads one at a time) + dbt, ML and publish measured in this process; "
-                    "not one uninterrupted run",
-        },
-        "stages": before + stages,
-        "direct_pipeline_seconds": round(total, 2),
-        "dbt_failures": dbt.failures,
-        "dbt_excluded_nodes": dbt.exclude,
-        "incremental_day_seconds": round(incremental, 2),
-        "incremental_stages": incr,
-        "incremental_share_of_full": round(incremental / total, 3),
-        "dag_seconds": None,
-        "orchestration_overhead_seconds": None,
-        "gold_rows": counts,
-    }
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
+               "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+               "load_avg_at_start": load_at_start, "calibration": calibration,
+               "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    result = _result(a, meta, before, stages, incr, incremental, dbt.failures, dbt.exclude, counts, bronze,
+                     round(server.peak_rss / 2**20, 1), machine, {})
     print(write_result(f"pipeline_{a.size}", result))
     print(write_markdown())
     return 0

@@ -24,7 +24,6 @@ world directory cannot be written, the store goes under the export directory ins
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+
+from sandbox.world import _file_lock
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +93,6 @@ def _is_current(store: Path, identity: dict) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    import fcntl
-
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def open_day_store(world_file: Path, fallback_dir: Path) -> DayStore:
     """The day store of ``world_file`` (built first when missing or stale)."""
     world_file = Path(world_file)
@@ -113,7 +102,7 @@ def open_day_store(world_file: Path, fallback_dir: Path) -> DayStore:
         try:
             base.mkdir(parents=True, exist_ok=True)
             if not _is_current(store, identity):
-                with _lock(base / f".{STORE_DIR}.lock"):
+                with _file_lock(base / f".{STORE_DIR}.lock"):
                     if not _is_current(store, identity):
                         _build(world_file, store, identity)
         except PermissionError as exc:
