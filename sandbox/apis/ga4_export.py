@@ -194,16 +194,18 @@ class GA4ExportWriter:
     def _write_days(self, keys: list[str], t_us: int) -> None:
         locals_: list[np.ndarray] = []
         globals_: list[np.ndarray] = []
+        in_read: list[np.ndarray] = []  # positions in the days' events read whole and concatenated
+        read = 0
         for key in keys:
             a, b = self.day_spans[int(key)]
             local = np.flatnonzero(self.vis[a:b] <= t_us)
             locals_.append(local)
             globals_.append(local + a)
+            in_read.append(local + read)
+            read += b - a
         rows = np.concatenate(globals_)
-        # the days' rows are read whole and concatenated: positions in it are (global - first day's start)
-        span_rows = np.concatenate([np.arange(*self.day_spans[int(k)]) for k in keys])
-        day_rows = np.searchsorted(span_rows, rows)
-        sub = self.days.read_days([int(k) for k in keys]).combine_chunks().take(pa.array(day_rows, pa.int64()))
+        sub = self.days.read_days([int(k) for k in keys]).combine_chunks().take(
+            pa.array(np.concatenate(in_read), pa.int64()))
         all_lines = self._lines(sub, self.days.device[rows])
         off = 0
         for key, local in zip(keys, locals_):
