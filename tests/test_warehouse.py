@@ -64,7 +64,8 @@ def test_read_only_without_warehouse_says_what_to_do(settings):
 
 def test_dbt_profile_points_at_the_settings_file(settings):
     prof = get_warehouse(settings).dbt_profile()
-    assert prof == {"type": "duckdb", "path": str(settings.duckdb_path), "threads": settings.dbt_threads}
+    assert prof == {"type": "duckdb", "path": str(settings.duckdb_path), "threads": settings.dbt_threads,
+                    "settings": {"memory_limit": settings.duckdb_memory_limit_setting}}
 
 
 def test_inserted_frames_are_released_before_the_transaction_commits(settings):
