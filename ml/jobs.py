@@ -98,6 +98,7 @@ from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
 from ml.scoring import CUSTOMER_SCORES_COLUMNS, build_customer_scores
 from ml.segments import PROFILE_COLUMNS, SEGMENT_COLUMNS, SegmentationError, segment_customers, segment_tables
 from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features
+from retailpulse.memory import release_memory
 from retailpulse.settings import Settings
 from retailpulse.warehouse import Warehouse, get_warehouse, ident
 
@@ -1066,6 +1067,8 @@ def score_daily(
     scores: pd.DataFrame | None = None
     segments: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
+    features: pd.DataFrame | None = None
+    scored_frame: tuple[pd.DataFrame, pd.DataFrame] | None = None
     seg_summary: dict[str, Any] = {"skipped": True, "reason": "no scores"}
     version: str | None = None
     if pointer is not None:
@@ -1093,9 +1096,6 @@ def score_daily(
                     wh.replace_rows("gold", table, rows, where={"as_of_date": day}, con=con)
             if attr_frame is not None:
                 wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
-    dbt_summary: dict[str, Any] = {"skipped": True}
-    if rebuild_marts:
-        dbt_summary = rebuild_ml_marts(settings)
     summary: dict[str, Any] = {
         "as_of": day.isoformat(),
         "model_version": version,
@@ -1104,10 +1104,14 @@ def score_daily(
         "scores": {"skipped": True, "reason": skipped} if scores is None else _scores_summary(scores),
         "segments": seg_summary,
         "attribution": attr_summary,
-        "dbt": dbt_summary,
-        "warnings": warnings,
-        "seconds": round(time.monotonic() - began, 1),
     }
+    # the frames are written: drop them before dbt runs DuckDB up to its memory limit in this
+    # process (at the large size they held GBs beside it, and the kernel killed the process)
+    scores = features = segments = profiles = rows = attr_frame = scored_frame = None
+    release_memory()
+    summary["dbt"] = rebuild_ml_marts(settings) if rebuild_marts else {"skipped": True}
+    summary["warnings"] = warnings
+    summary["seconds"] = round(time.monotonic() - began, 1)
     if trained is not None:
         summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
     log.info("scored %d customers as of %s with %s", summary["customers_scored"], day, version)

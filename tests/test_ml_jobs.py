@@ -523,6 +523,29 @@ def test_score_daily_trains_when_no_champion_and_rebuilds_the_marts(env, tmp_pat
     assert calls == [["build", "--select", "dim_customers fct_attribution channel_performance_daily"]]
 
 
+def test_score_daily_drops_its_frames_before_dbt_rebuilds_the_marts(env, monkeypatch):
+    """dbt runs DuckDB up to its memory limit in this process: the scoring and attribution
+    frames must be gone by then (the large world was OOM-killed holding both)."""
+    import sys
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(jobs, "release_memory", lambda: seen.setdefault("released", True))
+
+    def rebuild(settings):
+        caller = sys._getframe(1).f_locals
+        seen["released_first"] = seen.get("released", False)
+        seen["frames"] = sorted(k for k, v in caller.items()
+                                if isinstance(v, pd.DataFrame) or (isinstance(v, tuple) and any(
+                                    isinstance(x, pd.DataFrame) for x in v)))
+        return {"selected": ["dim_customers"], "nodes": {}}
+
+    monkeypatch.setattr(jobs, "rebuild_ml_marts", rebuild)
+    result = jobs.score_daily(env["settings"], END)
+    assert result["customers_scored"] > 0 and result["attribution"]["rows"] > 0  # frames were built
+    assert seen == {"released": True, "released_first": True, "frames": []}
+    assert result["dbt"] == {"selected": ["dim_customers"], "nodes": {}}
+
+
 # ----------------------------------------------------------------------------------------- DAG
 def test_weekly_train_dag_shape():
     from retailpulse.airflow_setup import POOL, apply_env
