@@ -40,10 +40,14 @@ def run_stage(stage: str, source: str, first: str, last: str) -> dict[str, Any]:
     from bench._common import timed
     from ingestion.interval import Interval
     from retailpulse import pipeline
+    from retailpulse.memory import release_memory
     from retailpulse.settings import load_settings
 
     settings = load_settings()
     interval = Interval.for_dates(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     fn = {"extract": pipeline.stage_extract, "load": pipeline.stage_load}[stage]
     _, seconds, peak_mb = timed(fn, settings, source, interval)
+    # a task process under a scheduler exits here; this warm worker lives on, so hand the task's
+    # memory back now -- else the next task's peak starts from this one's leftovers
+    release_memory()
     return {"pid": os.getpid(), "seconds": seconds, "peak_rss_mb": peak_mb}

@@ -134,3 +134,17 @@ def test_resume_reads_the_killed_runs_stages_and_its_ingest_critical_chain():
     quick = [s for s in stages if s["stage"] != "validate+load ga4"]
     seconds, chain = ingest_critical_path(quick)
     assert (seconds, chain) == (round(1023.75 + 116.17, 2), ["extract stripe", "validate+load stripe"])
+
+
+def test_stage_task_hands_the_tasks_memory_back_before_the_next_task(monkeypatch):
+    """A warm bench worker stands in for a task process that would exit: after each stage it
+    releases what the stage freed, so the next stage's peak does not start from its leftovers."""
+    from bench import stage_task
+    from retailpulse import memory, pipeline
+
+    calls: list[str] = []
+    monkeypatch.setattr(pipeline, "stage_extract", lambda settings, source, interval: calls.append(f"extract {source}"))
+    monkeypatch.setattr(memory, "release_memory", lambda: calls.append("release") or {})
+    out = stage_task.run_stage("extract", "stripe", "2024-01-01", "2024-01-02")
+    assert calls == ["extract stripe", "release"]
+    assert out["pid"] > 0 and out["seconds"] >= 0 and out["peak_rss_mb"] > 0
