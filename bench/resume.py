@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from bench._common import machine_calibration, write_result
-from bench.run import DbtStage, _env, ingest, timed, worker_pool, write_markdown
+from bench.run import DbtStage, _env, build_stages, incremental_day, machine_info, timed, worker_pool, write_markdown
 
 _STAGE = re.compile(r"^\s{2}(?P<stage>[a-z0-9_+ ()]+?)\s+(?P<s>\d+\.\d+) s\s+peak\s+(?P<mb>\d+\.\d+) MB"
                     r"(?: \(worker (?P<w>\d+)\))?\s*$")
@@ -187,22 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         bronze = {t: pipeline.get_warehouse(settings).row_count("bronze", t)
                   for t in pipeline.get_warehouse(settings).list_tables("bronze")}
         dbt = DbtStage()
-        dbt(stages, "dbt build (full refresh)", settings, True)
-        timed(stages, "ml scoring", lambda: pipeline.stage_ml(settings, full))
-        timed(stages, "publish", lambda: pipeline.stage_publish(settings))
-
+        build_stages(stages, "", settings, full, dbt, full_refresh=True)
         sources = [s for s in SOURCES if is_configured(s, settings)]
         pool = worker_pool(len(sources))
-        server.set_clock(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
-        day = Interval.for_dates(end, end)
-        incr: list[dict[str, Any]] = []
-        incr_began = time.perf_counter()
-        ingest(incr, "incr ", settings, sources, day, pool)
-        failed = dbt(incr, "incr dbt build", settings, False)
-        timed(incr, "incr ml scoring", lambda: pipeline.stage_ml(settings, day))
-        timed(incr, "incr publish", lambda: pipeline.stage_publish(settings))
-        incremental = time.perf_counter() - incr_began - failed
-        print(f"  {'incremental day (all)':<28} {incremental:8.2f} s", flush=True)
+        incr, incremental = incremental_day(server, settings, sources, end, pool, dbt)
         counts = pipeline.gold_counts(settings)
     finally:
         if pool is not None:
@@ -210,12 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(saved)
         server.stop()
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
-               "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-               "load_avg_at_start": load_at_start, "calibration": calibration,
-               "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     result = _result(a, meta, before, stages, incr, incremental, dbt.failures, dbt.exclude, counts, bronze,
-                     round(server.peak_rss / 2**20, 1), machine, {})
+                     round(server.peak_rss / 2**20, 1), machine_info(load_at_start, calibration), {})
     print(write_result(f"pipeline_{a.size}", result))
     print(write_markdown())
     return 0

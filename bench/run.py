@@ -17,6 +17,8 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +43,26 @@ def timed(results: list[dict[str, Any]], name: str, fn: Callable[[], Any], **ext
                     "load_avg_1m_after": round(os.getloadavg()[0], 2), **extra})
     print(f"  {name:<28} {seconds:8.2f} s   peak {mem.peak / 2**20:8.1f} MB", flush=True)
     return out
+
+
+def generate_world_apart(stages: list[dict[str, Any]], sandbox_path: Path, size: str, seed: int) -> Path:
+    """The world (generated when missing, see sandbox.world.ensure_world) in a child process:
+    its peak memory is the generator's own, and none of it stays in this process for the
+    stages after (generating the large world in-process left 4 GB behind here)."""
+    code = ("import sys; from sandbox.world import ensure_world; "
+            "print(ensure_world(sys.argv[1], sys.argv[2], int(sys.argv[3])))")
+    began = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sandbox_path), size, str(seed)],
+                            stdout=subprocess.PIPE, text=True)
+    with Peak(pid=proc.pid) as mem:
+        out, _ = proc.communicate()
+    seconds = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"generating the {size} world failed (exit {proc.returncode}); its error is above")
+    stages.append({"stage": "world generation", "seconds": round(seconds, 2), "peak_rss_mb": round(mem.peak / 2**20, 1),
+                   "load_avg_1m_after": round(os.getloadavg()[0], 2), "process": "own process"})
+    print(f"  {'world generation':<28} {seconds:8.2f} s   peak {mem.peak / 2**20:8.1f} MB (own process)", flush=True)
+    return Path(out.strip().splitlines()[-1])
 
 
 def _env(root: Path, server: Any) -> dict[str, str]:
@@ -152,20 +174,57 @@ def ingest(stages: list[dict[str, Any]], prefix: str, settings: Any, sources: li
             f.result()
 
 
+def build_stages(stages: list[dict[str, Any]], prefix: str, settings: Any, interval: Any, dbt: DbtStage,
+                 full_refresh: bool) -> float:
+    """dbt build, ML scoring (as of the interval's last day) and publish, timed; returns the
+    seconds lost to a failed dbt attempt (see :class:`DbtStage`), to leave out of the total."""
+    from retailpulse import pipeline
+
+    label = "dbt build (full refresh)" if full_refresh else "dbt build"
+    failed = dbt(stages, f"{prefix}{label}", settings, full_refresh)
+    timed(stages, f"{prefix}ml scoring", lambda: pipeline.stage_ml(settings, interval))
+    timed(stages, f"{prefix}publish", lambda: pipeline.stage_publish(settings))
+    return failed
+
+
+def incremental_day(server: Any, settings: Any, sources: list[str], end: dt.date, pool: Any,
+                    dbt: DbtStage) -> tuple[list[dict[str, Any]], float]:
+    """One incremental day after the full refresh: the sandbox clock moves one day, then the
+    day's ingest, dbt build (not a full refresh), ML and publish. Returns its stages and seconds."""
+    from ingestion.interval import Interval
+
+    server.set_clock(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
+    day = Interval.for_dates(end, end)
+    incr: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    ingest(incr, "incr ", settings, sources, day, pool)
+    failed = build_stages(incr, "incr ", settings, day, dbt, full_refresh=False)
+    seconds = time.perf_counter() - began - failed
+    print(f"  {'incremental day (all)':<28} {seconds:8.2f} s", flush=True)
+    return incr, seconds
+
+
+def machine_info(load_at_start: list[float], calibration: dict[str, Any]) -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_avg_at_start": load_at_start, "calibration": calibration,
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+
 def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = True) -> dict[str, Any]:
     from ingestion.connectors import SOURCES, is_configured
     from ingestion.interval import Interval
     from retailpulse import airflow_setup, pipeline
     from retailpulse.settings import load_settings
     from bench.sandbox_process import SandboxProcess
-    from sandbox.world import World, ensure_world
+    from sandbox.world import World
 
     stages: list[dict[str, Any]] = []
     base = load_settings()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     calibration = machine_calibration()
     world_cached = (Path(base.sandbox_path) / f"{size}-{seed}" / "world.json").exists()
-    world_path = timed(stages, "world generation", lambda: Path(ensure_world(base.sandbox_path, size, seed)))
+    world_path = generate_world_apart(stages, base.sandbox_path, size, seed)
     meta = World.load(world_path).meta
     start, end = dt.date.fromisoformat(meta["start"]), dt.date.fromisoformat(meta["end"])
     # the sources are remote services: the sandbox serves them from its own process (its peak
@@ -185,24 +244,9 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
         direct_began = time.perf_counter()
         ingest(stages, "", settings, sources, full, pool)
         dbt = DbtStage()
-        failed_attempts = dbt(stages, "dbt build (full refresh)", settings, True)
-        if hasattr(pipeline, "stage_ml"):
-            timed(stages, "ml scoring", lambda: pipeline.stage_ml(settings, full))
-        timed(stages, "publish", lambda: pipeline.stage_publish(settings))
+        failed_attempts = build_stages(stages, "", settings, full, dbt, full_refresh=True)
         direct_seconds = time.perf_counter() - direct_began - failed_attempts
-
-        # one incremental day after the full refresh: the clock moves one day
-        server.set_clock(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
-        day = Interval.for_dates(end, end)
-        incr_stages: list[dict[str, Any]] = []
-        incr_began = time.perf_counter()
-        ingest(incr_stages, "incr ", settings, sources, day, pool)
-        failed_attempts = dbt(incr_stages, "incr dbt build", settings, False)
-        if hasattr(pipeline, "stage_ml"):
-            timed(incr_stages, "incr ml scoring", lambda: pipeline.stage_ml(settings, day))
-        timed(incr_stages, "incr publish", lambda: pipeline.stage_publish(settings))
-        incremental_seconds = time.perf_counter() - incr_began - failed_attempts
-        print(f"  {'incremental day (all)':<28} {incremental_seconds:8.2f} s", flush=True)
+        incr_stages, incremental_seconds = incremental_day(server, settings, sources, end, pool, dbt)
 
         dag_seconds = None
         if not skip_dag:
@@ -226,10 +270,7 @@ def run(size: str, seed: int, skip_dag: bool, workdir: Path, concurrent: bool = 
         "size": size,
         "seed": seed,
         "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "load_avg_at_start": load_at_start, "calibration": calibration,
-                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_info(load_at_start, calibration),
         "world_was_cached": world_cached,
         "schedule": "concurrent" if concurrent else "sequential",
         "sandbox": "own process",

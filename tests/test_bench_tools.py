@@ -148,3 +148,23 @@ def test_stage_task_hands_the_tasks_memory_back_before_the_next_task(monkeypatch
     out = stage_task.run_stage("extract", "stripe", "2024-01-01", "2024-01-02")
     assert calls == ["extract stripe", "release"]
     assert out["pid"] > 0 and out["seconds"] >= 0 and out["peak_rss_mb"] > 0
+
+
+def test_world_generation_runs_in_its_own_process_and_reports_its_peak(tmp_path, capsys):
+    import os
+
+    import psutil
+
+    from bench.run import generate_world_apart
+
+    stages: list[dict] = []
+    before = psutil.Process().memory_info().rss
+    path = generate_world_apart(stages, tmp_path, "small", 7)
+    assert path == tmp_path / "small-7" and (path / "world.json").is_file()
+    (stage,) = stages
+    assert stage["stage"] == "world generation" and stage["process"] == "own process"
+    # the child's peak (pandas, the generator) is measured, and it did not land in this process
+    assert stage["peak_rss_mb"] > 100
+    assert psutil.Process().memory_info().rss - before < 50 * 2**20
+    with pytest.raises(RuntimeError, match="generating the huge world failed"):
+        generate_world_apart([], tmp_path, "huge", 7)
