@@ -150,9 +150,7 @@ def test_stage_task_hands_the_tasks_memory_back_before_the_next_task(monkeypatch
     assert out["pid"] > 0 and out["seconds"] >= 0 and out["peak_rss_mb"] > 0
 
 
-def test_world_generation_runs_in_its_own_process_and_reports_its_peak(tmp_path, capsys):
-    import os
-
+def test_world_generation_runs_in_its_own_process_and_reports_its_peak(tmp_path):
     import psutil
 
     from bench.run import generate_world_apart
