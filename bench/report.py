@@ -301,8 +301,8 @@ def targets_section(runs: dict[str, dict[str, Any]]) -> list[str]:
         sandbox = large.get("sandbox_peak_rss_mb") or 0.0
         incr = large.get("incremental_day_seconds")
         out.append(
-            f"| large completes on a 2-core, {large['machine']['memory_gb']:.0f} GB machine "
-            f"({large['machine']['cpus']} cores) | one uninterrupted run: full refresh {large['direct_pipeline_seconds']:.0f} s "
+            f"| large completes on a 2-core, 24 GB machine | one uninterrupted run on {large['machine']['cpus']} cores, "
+            f"{large['machine']['memory_gb']:.1f} GB: full refresh {large['direct_pipeline_seconds']:.0f} s "
             f"({large['direct_pipeline_seconds'] / 60:.0f} min, extract → publish), "
             + (f"incremental day {incr:.0f} s ({100 * large['incremental_share_of_full']:.0f}% of it); " if incr is not None
                else "no incremental day; ")

@@ -22,7 +22,7 @@ def _row(run):
 
 def test_large_row_met_names_the_run_its_incremental_day_and_the_memory_beside_it():
     row = _row(_large())
-    assert "one uninterrupted run: full refresh 2700 s (45 min" in row
+    assert "one uninterrupted run on 2 cores, 23.5 GB: full refresh 2700 s (45 min" in row
     assert "incremental day 540 s (20% of it)" in row
     assert "largest stage peak 13,500 MB (incr ml scoring)" in row and "6,100 MB" in row
     assert row.endswith("| **met** |")
