@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import platform
 import re
-import time
 from pathlib import Path
 from typing import Any
 

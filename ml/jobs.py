@@ -1064,11 +1064,31 @@ def score_daily(
             pointer = load_champion(settings, model_dir)
             if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
                 raise MLJobError("training produced no champion; see gold.ml_model_runs")
+    summary: dict[str, Any] = {"as_of": day.isoformat(), "model_version": None, "trained": trained is not None,
+                               **_score_and_write(settings, wh, day, pointer, model_dir, attribution, skipped, warnings)}
+    # the frames died with _score_and_write: hand their memory back before dbt runs DuckDB up to
+    # its memory limit in this process (at the large size they held GBs beside it, and the kernel
+    # killed the process)
+    release_memory()
+    summary["dbt"] = rebuild_ml_marts(settings) if rebuild_marts else {"skipped": True}
+    summary["warnings"] = warnings
+    summary["seconds"] = round(time.monotonic() - began, 1)
+    if trained is not None:
+        summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
+    log.info("scored %d customers as of %s with %s", summary["customers_scored"], day, summary["model_version"])
+    return to_jsonable(summary)
+
+
+def _score_and_write(
+    settings: Settings, wh: Warehouse, day: dt.date, pointer: Mapping[str, Any] | None, model_dir: Any,
+    attribution: bool, skipped: str | None, warnings: list[str],
+) -> dict[str, Any]:
+    """Steps 2-4 of :func:`score_daily`: score, segment and attribute, write the gold tables in one
+    transaction, and return the summary parts. Every frame lives in this function only, so that
+    its memory is free once it returns."""
     scores: pd.DataFrame | None = None
     segments: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
-    features: pd.DataFrame | None = None
-    scored_frame: tuple[pd.DataFrame, pd.DataFrame] | None = None
     seg_summary: dict[str, Any] = {"skipped": True, "reason": "no scores"}
     version: str | None = None
     if pointer is not None:
@@ -1096,26 +1116,13 @@ def score_daily(
                     wh.replace_rows("gold", table, rows, where={"as_of_date": day}, con=con)
             if attr_frame is not None:
                 wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
-    summary: dict[str, Any] = {
-        "as_of": day.isoformat(),
+    return {
         "model_version": version,
-        "trained": trained is not None,
         "customers_scored": 0 if scores is None else int(len(scores)),
         "scores": {"skipped": True, "reason": skipped} if scores is None else _scores_summary(scores),
         "segments": seg_summary,
         "attribution": attr_summary,
     }
-    # the frames are written: drop them before dbt runs DuckDB up to its memory limit in this
-    # process (at the large size they held GBs beside it, and the kernel killed the process)
-    scores = features = segments = profiles = rows = attr_frame = scored_frame = None
-    release_memory()
-    summary["dbt"] = rebuild_ml_marts(settings) if rebuild_marts else {"skipped": True}
-    summary["warnings"] = warnings
-    summary["seconds"] = round(time.monotonic() - began, 1)
-    if trained is not None:
-        summary["training"] = {k: trained[k] for k in ("training_id", "champions", "qualifies") if k in trained}
-    log.info("scored %d customers as of %s with %s", summary["customers_scored"], day, version)
-    return to_jsonable(summary)
 
 
 def _score(
