@@ -93,7 +93,7 @@ class DbtStage:
         if not self.exclude:
             began = time.perf_counter()
             try:
-                timed(stages, label, lambda: pipeline.stage_dbt(settings, full_refresh=full_refresh))
+                timed(stages, label, lambda: pipeline.stage_dbt(settings, full_refresh=full_refresh, before_ml=True))
                 return 0.0
             except DbtError as exc:
                 failed_s = time.perf_counter() - began
@@ -106,7 +106,7 @@ class DbtStage:
                 self.exclude = names
         else:
             failed_s = 0.0
-        args = ["build", *(["--full-refresh"] if full_refresh else []), "--exclude", *self.exclude]
+        args = [*pipeline.dbt_build_args(full_refresh, before_ml=True), *self.exclude]
         pipeline.init_warehouse(settings)
         timed(stages, f"{label} excluding {', '.join(self.exclude)}", lambda: run_dbt(settings, args),
               excluded_after_failure=list(self.exclude))

@@ -7,10 +7,14 @@ parallel; every task that writes the warehouse takes the one slot of the
 ``retailpulse_warehouse`` pool (DuckDB allows one writing process).
 
 dbt: the ``dbt`` task group. ``dbt.build`` runs ``dbt build`` once (one dbt process, in-process)
-and keeps dbt's run_results.json for the run; then one task per model, seed and snapshot
-(``dbt.<name>``), wired like the dbt graph in ``dbt/target/manifest.json``, reports that node's
-status, timing and tests and fails when the node or one of its tests failed. Without a manifest
-(``retailpulse init`` parses one) the group is ``dbt.build`` alone, and the DAG file logs why.
+for every node except the ML-fed marts (dim_customers, fct_attribution, channel_performance_daily:
+the models reading the tables ML writes, and everything below them) and keeps dbt's
+run_results.json for the run; ``ml_score`` scores, then builds those marts once, with their tests
+(their run_results go beside the first). One task per model, seed and snapshot (``dbt.<name>``),
+wired like the dbt graph in ``dbt/target/manifest.json`` (ML-fed ones after ``ml_score``),
+reports that node's status, timing and tests and fails when the node or one of its tests failed.
+Without a manifest (``retailpulse init`` parses one) the group is ``dbt.build`` alone, and the DAG
+file logs why.
 The final ``publish`` updates the Asset ``retailpulse://warehouse/gold``, which schedules
 ``retailpulse_gold_consumers``.
 """
@@ -82,21 +86,23 @@ def retailpulse_daily():
         return dbt_build_for_run(_settings(), get_current_context()["run_id"])
 
     @task(execution_timeout=dt.timedelta(minutes=5))
-    def dbt_node(unique_id: str, resource_type: str, tests: list[str]) -> dict:
-        """One model/seed/snapshot of this run's dbt build: status, timing, its tests (reads
-        run_results.json only; no warehouse, no pool)."""
+    def dbt_node(unique_id: str, resource_type: str, tests: list[str], after_ml: bool = False) -> dict:
+        """One model/seed/snapshot of this run's dbt build (``after_ml``: of the ML-fed marts'
+        build in ml_score): status, timing, its tests (reads run_results.json only; no
+        warehouse, no pool)."""
         import json
         import logging
 
         from retailpulse.dbt_graph import DbtNode, NodeFailed, node_report, run_results_path
 
-        path = run_results_path(_settings().data_path, get_current_context()["run_id"])
+        path = run_results_path(_settings().data_path, get_current_context()["run_id"], "ml" if after_ml else "build")
         if not path.exists():
-            # dbt.build did not run (an upstream extract or load failed) or died before writing
-            # results: fail, so that the run fails instead of ending "success" with skipped leaves
-            raise AirflowFailException("dbt build left no results for this run: an upstream task failed "
-                                       "or dbt.build crashed (see its log)")
-        node = DbtNode(unique_id, unique_id.split(".")[-1], resource_type, (), tuple(tests))
+            # the build did not run (an upstream task failed) or died before writing results:
+            # fail, so that the run fails instead of ending "success" with skipped leaves
+            builder = "ml_score" if after_ml else "dbt.build"
+            raise AirflowFailException(f"{builder} left no dbt results for this run: an upstream task failed "
+                                       f"or {builder} crashed (see its log)")
+        node = DbtNode(unique_id, unique_id.split(".")[-1], resource_type, (), tuple(tests), after_ml)
         try:
             report = node_report(json.loads(path.read_text()), node)
         except NodeFailed as exc:  # the build is done: retrying a report cannot change it
@@ -110,9 +116,9 @@ def retailpulse_daily():
 
     @task(pool=WAREHOUSE_POOL)
     def ml_score() -> dict:
-        from retailpulse.pipeline import stage_ml
+        from retailpulse.dag_support import ml_score_for_run
 
-        return stage_ml(_settings(), _interval())
+        return ml_score_for_run(_settings(), get_current_context()["run_id"], _interval())
 
     @task(pool=WAREHOUSE_POOL, outlets=[GOLD_ASSET])
     def publish() -> dict:
@@ -132,9 +138,12 @@ def retailpulse_daily():
         loaded = load.override(task_id=f"load_{source}")(source)
         extracted >> loaded
         loads.append(loaded)
+    scored = ml_score()
+    published = publish()
     with TaskGroup("dbt", tooltip="dbt build once; one task per model with its tests") as dbt_group:
         built = build()
-        last = [built]
+        before_ml = [built]  # what ml_score waits for
+        after_ml = []  # the ML-fed marts' leaves: what publish waits for, besides ml_score
         if DBT_GRAPH:
             tasks = {}
             for node in DBT_GRAPH:
@@ -142,19 +151,26 @@ def retailpulse_daily():
                     task_id=task_name(node),
                     # the first layer reports even after a failed build (which nodes failed)
                     trigger_rule="all_done" if not node.parents else "all_success",
-                    doc_md=f"dbt {node.resource_type} `{node.unique_id}` and its {len(node.tests)} tests",
-                )(node.unique_id, node.resource_type, list(node.tests))
+                    doc_md=f"dbt {node.resource_type} `{node.unique_id}` and its {len(node.tests)} tests"
+                           + (" (built by ml_score, after scoring)" if node.after_ml else ""),
+                )(node.unique_id, node.resource_type, list(node.tests), node.after_ml)
                 for parent in node.parents:
                     tasks[parent] >> report
-                if not node.parents:
+                if node.after_ml:
+                    scored >> report
+                elif not node.parents:
                     built >> report
                 tasks[node.unique_id] = report
-            children = {p for node in DBT_GRAPH for p in node.parents}
-            last = [tasks[n.unique_id] for n in DBT_GRAPH if n.unique_id not in children]
+            ml_fed = {n.unique_id for n in DBT_GRAPH if n.after_ml}
+            pre_ml_children = {p for n in DBT_GRAPH if n.unique_id not in ml_fed for p in n.parents}
+            ml_children = {p for n in DBT_GRAPH if n.unique_id in ml_fed for p in n.parents}
+            before_ml = [tasks[n.unique_id] for n in DBT_GRAPH
+                         if n.unique_id not in ml_fed and n.unique_id not in pre_ml_children]
+            after_ml = [tasks[u] for u in sorted(ml_fed - ml_children)]
     loads >> dbt_group
-    scored = ml_score()
-    last >> scored
-    scored >> publish()
+    before_ml >> scored
+    scored >> published
+    after_ml >> published
 
 
 retailpulse_daily()

@@ -19,7 +19,7 @@ Public functions
                                       rows in gold.ml_model_runs, promotion (weekly DAG).
 :func:`promote_champion`              decide and record the serving champion (``champion.json``).
 :func:`score_daily`                   score every customer as of a date into gold.customer_scores, write
-                                      gold.fct_attribution_ml, rebuild the marts that read them.
+                                      gold.fct_attribution_ml, build the marts that read them.
 :func:`latest_order_date`, :func:`load_champion`, :func:`ensure_ml_tables`, :func:`models_dir`.
 
 Inputs from gold (built by dbt)
@@ -33,11 +33,18 @@ summary:
 
 * ``gold.fct_sessions`` -- session features; non-converting journeys for Markov.
 * ``gold.fct_support_cases`` -- support-case features.
-* ``gold.dim_customers`` -- consent (``is_email_opted_out``; the current value, not as of the cutoff).
+* ``silver.int_customers__golden`` (else ``gold.dim_customers``) -- consent (``is_email_opted_out``;
+  the current value, not as of the cutoff).
 * ``gold.fct_conversion_paths`` -- converting journeys (one row per converting order).
-* ``gold.fct_attribution`` -- touchpoint details (session, source, medium, campaign, time) of the
-  converting journeys, read from its rule-based ``linear`` rows (one per touchpoint).  Without it
-  the touchpoints come from ``fct_conversion_paths.channel_path`` (channel only).
+* ``silver.int_attribution__touchpoints`` (else ``gold.fct_attribution``'s rule-based ``linear``
+  rows, one per touchpoint) -- touchpoint details (session, source, medium, campaign, time) of the
+  converting journeys.  Without either the touchpoints come from
+  ``fct_conversion_paths.channel_path`` (channel only).
+
+The daily run builds every model except those that read this stage's tables (dim_customers,
+fct_attribution, channel_performance_daily: :data:`retailpulse.dbt_graph.ML_FED_SELECTOR`) before
+scoring, and those after it; so this stage reads none of them, only silver tables dbt built in the
+same run.
 
 Money is ``net_revenue`` (reporting currency, net of the refunds known when the warehouse was
 built); purchase days are UTC calendar days of ``ordered_at`` (gold timestamps are UTC).
@@ -109,9 +116,6 @@ CHAMPION_FORMAT = 1
 SERVING_MODELS = (CLV_MODEL, CHURN_MODEL)
 MONTHLY_DISCOUNT_RATE = 0.01
 DEFAULT_HORIZON_DAYS = 90
-
-# dbt models that read the ML write-back tables; rebuilt after scoring (those that exist)
-MARTS_TO_REBUILD = ("dim_customers", "fct_attribution", "channel_performance_daily")
 
 ATTRIBUTION_MODELS = ("markov", "shapley")
 FCT_ATTRIBUTION_COLUMNS: tuple[str, ...] = (
@@ -383,7 +387,7 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     ``refund_share`` (refunded / gross revenue of the paid orders; refunds as known now), over
     the orders of a payment source (``order_source`` other than ``import``; NULL for customers
     with imported orders only).
-    gold.dim_customers: ``is_email_opted_out`` (consent as known now; NULL for customers
+    silver.int_customers__golden: ``is_email_opted_out`` (consent as known now; NULL for customers
     without a CRM contact when ``has_crm_contact`` exists).
     """
     wh = get_warehouse(settings)
@@ -502,15 +506,19 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
     )
     merge(block, ORDER_FEATURES, ())
 
-    # consent
-    dcols = catalog.get("dim_customers", set())
-    if {"customer_id", "is_email_opted_out"} <= dcols:
+    # consent: from the golden records dbt built in this run (silver; the daily run scores before
+    # it builds gold.dim_customers, which reads the scores), else from gold.dim_customers
+    consent_from = [(t, cols) for t, cols in (
+        (_tbl(wh, "int_customers__golden", "silver"), _catalog(wh, "silver").get("int_customers__golden", set())),
+        (_tbl(wh, "dim_customers"), catalog.get("dim_customers", set()))) if {"customer_id", "is_email_opted_out"} <= cols]
+    if consent_from:
+        table, dcols = consent_from[0]
         # consent is known for customers with a CRM contact (dim_customers defaults it to false)
         known = "has_crm_contact" if "has_crm_contact" in dcols else "1 = 1"
         block = wh.query_frame(
             "select cast(customer_id as varchar) as customer_id, "
             f"max(case when {known} then (case when is_email_opted_out then 1 else 0 end) end) as is_email_opted_out "
-            f"from {_tbl(wh, 'dim_customers')} where customer_id is not null group by cast(customer_id as varchar)"
+            f"from {table} where customer_id is not null group by cast(customer_id as varchar)"
         )
         merge(block, CONSENT_FEATURES, ())
     return out
@@ -545,19 +553,28 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
     if orders.empty:
         return orders, pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"]
     orders["net_revenue"] = pd.to_numeric(orders["net_revenue"]).fillna(0.0).astype("float64")
-    acols = catalog.get("fct_attribution", set())
     detail = ("order_id", "touchpoint_index", "session_id", "channel_group", "source", "medium", "campaign", "touched_at")
     touch = pd.DataFrame()
-    if set(detail) | {"model"} <= acols:
-        touch = wh.query_frame(
-            f"select {', '.join(detail)} from {_tbl(wh, 'fct_attribution')} where model = 'linear' "
-            "order by order_id, touchpoint_index"
-        )
+    # the touchpoints dbt built in this run (silver): the daily run scores before it builds
+    # gold.fct_attribution (which reads this stage's output); gold.fct_attribution's linear rows
+    # (one per touchpoint) serve where the silver model is missing
+    tcols = _catalog(wh, "silver").get("int_attribution__touchpoints", set())
+    acols = catalog.get("fct_attribution", set())
+    if set(detail) <= tcols:
+        origin, sql = "silver.int_attribution__touchpoints", (
+            f"select {', '.join(detail)} from {_tbl(wh, 'int_attribution__touchpoints', 'silver')}")
+    elif set(detail) | {"model"} <= acols:
+        origin, sql = "gold.fct_attribution", (
+            f"select {', '.join(detail)} from {_tbl(wh, 'fct_attribution')} where model = 'linear'")
+    else:
+        origin, sql = "", ""
+        notes.append("neither silver.int_attribution__touchpoints nor gold.fct_attribution exists: "
+                     "touchpoints taken from fct_conversion_paths.channel_path")
+    if sql:
+        touch = wh.query_frame(f"{sql} order by order_id, touchpoint_index")
         touch = touch[_isin(touch["order_id"], orders["order_id"])]
         if touch.empty:
-            notes.append("gold.fct_attribution has no linear rows: touchpoints taken from channel_path")
-    else:
-        notes.append("gold.fct_attribution does not exist: touchpoints taken from fct_conversion_paths.channel_path")
+            notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")
     if touch.empty:
         rows = []
         for oid, path in zip(orders["order_id"], orders["channel_path"], strict=True):
@@ -673,8 +690,8 @@ def _non_converting_paths(
 def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     """Markov and Shapley credits for every converting order in gold (see the module docstring).
 
-    Converting journeys: gold.fct_conversion_paths (touchpoint details from gold.fct_attribution's
-    ``linear`` rows); non-converting journeys: :func:`_non_converting_paths` over gold.fct_sessions
+    Converting journeys: gold.fct_conversion_paths (touchpoint details from
+    silver.int_attribution__touchpoints, else gold.fct_attribution's ``linear`` rows); non-converting journeys: :func:`_non_converting_paths` over gold.fct_sessions
     with ``settings.attribution_lookback_days``.  Channels are channel groups.  Markov weights are
     removal effects, Shapley weights Shapley values of the conversion-count game; each order's
     credit is split over its touchpoints in proportion to their channel's weight
@@ -1022,6 +1039,7 @@ def score_daily(
     *,
     rebuild_marts: bool = True,
     attribution: bool = True,
+    dbt_run_results: Path | None = None,
 ) -> dict[str, Any]:
     """Score every customer as of ``as_of`` with the champion models and write the results back.
 
@@ -1039,9 +1057,10 @@ def score_daily(
        features), replacing the date's rows.
     4. With ``attribution``: gold.fct_attribution_ml replaced by :func:`attribution_from_gold`
        (same transaction as the scores).
-    5. With ``rebuild_marts``: ``dbt build`` of the marts that read these tables
-       (:data:`MARTS_TO_REBUILD`, those the dbt project has), so that gold.dim_customers shows
-       the new scores.
+    5. With ``rebuild_marts``: ``dbt build`` of the marts that read these tables and everything
+       below them, with their tests (:func:`rebuild_ml_marts`), so that gold.dim_customers shows
+       the new scores; ``dbt_run_results``: where that build's run_results.json goes (the daily
+       DAG's per-model tasks of these marts read it).
 
     Returns a JSON-able summary.
     """
@@ -1070,7 +1089,8 @@ def score_daily(
     # its memory limit in this process (at the large size they held GBs beside it, and the kernel
     # killed the process)
     release_memory()
-    summary["dbt"] = rebuild_ml_marts(settings) if rebuild_marts else {"skipped": True}
+    summary["dbt"] = (rebuild_ml_marts(settings, run_results_path=dbt_run_results) if rebuild_marts
+                      else {"skipped": True})
     summary["warnings"] = warnings
     summary["seconds"] = round(time.monotonic() - began, 1)
     if trained is not None:
@@ -1191,20 +1211,19 @@ def _scores_summary(scores: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def rebuild_ml_marts(settings: Settings) -> dict[str, Any]:
-    """``dbt build`` the marts that read the ML tables (:data:`MARTS_TO_REBUILD` that exist)."""
+def rebuild_ml_marts(settings: Settings, run_results_path: Path | None = None) -> dict[str, Any]:
+    """``dbt build`` of the models that read the ML tables and everything below them, with their
+    tests (:data:`retailpulse.dbt_graph.ML_FED_SELECTOR`): the part of the project the daily run's
+    first build leaves out (``stage_dbt(before_ml=True)``). Raises DbtError naming failed nodes."""
     from retailpulse import dbt_runner
+    from retailpulse.dbt_graph import ML_FED_SELECTOR
 
-    models = settings.dbt_project_dir / "models"
-    present = {p.stem for p in models.rglob("*.sql")} if models.is_dir() else set()
-    selected = [m for m in MARTS_TO_REBUILD if m in present]
-    if not selected:
-        return {"skipped": True, "reason": f"none of {list(MARTS_TO_REBUILD)} in {models}"}
-    result = dbt_runner.run_dbt(settings, ["build", "--select", " ".join(selected)])
+    result = dbt_runner.run_dbt(settings, ["build", "--select", ML_FED_SELECTOR], run_results_path=run_results_path)
     kinds: dict[str, int] = {}
     for n in result.nodes:
         kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1
-    return {"selected": selected, "nodes": kinds}
+    models = sorted(n["name"] for n in result.nodes if n["resource_type"] == "model")
+    return {"selected": ML_FED_SELECTOR, "models": models, "nodes": kinds}
 
 
 __all__ = [
@@ -1212,7 +1231,6 @@ __all__ = [
     "CHAMPION_FILE",
     "FCT_ATTRIBUTION_COLUMNS",
     "InsufficientHistoryError",
-    "MARTS_TO_REBUILD",
     "MLJobError",
     "attribution_from_gold",
     "behavior_features_from_gold",

@@ -51,24 +51,38 @@ def task_settings():  # type: ignore[no-untyped-def]
 
 
 def dbt_build_for_run(settings, run_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """``dbt build`` once for the daily run ``run_id``, in-process; dbt's run_results.json goes to
+    """``dbt build`` once for the daily run ``run_id``, in-process, of every node but the ML-fed
+    marts (``ml_score`` builds those after scoring); dbt's run_results.json goes to
     :func:`retailpulse.dbt_graph.run_results_path` (even when the build fails) for the per-model tasks."""
     import time
 
     from retailpulse.dbt_graph import prune_run_results, run_results_path
     from retailpulse.dbt_runner import run_dbt
-    from retailpulse.pipeline import init_warehouse
+    from retailpulse.pipeline import dbt_build_args, init_warehouse
 
     init_warehouse(settings)
     path = run_results_path(settings.data_path, run_id)
     path.unlink(missing_ok=True)  # a retry must not leave an earlier attempt's results behind
+    run_results_path(settings.data_path, run_id, "ml").unlink(missing_ok=True)  # nor a later stage's
     began = time.monotonic()
-    result = run_dbt(settings, ["build"], run_results_path=path)
+    result = run_dbt(settings, dbt_build_args(before_ml=True), run_results_path=path)
     prune_run_results(settings.data_path)
     kinds: dict[str, int] = {}
     for n in result.nodes:
         kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1
     return {"seconds": round(time.monotonic() - began, 1), "nodes": kinds, "run_results": str(path)}
+
+
+def ml_score_for_run(settings, run_id: str, interval) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The daily run's ML stage (:func:`retailpulse.pipeline.stage_ml`); the dbt build of the
+    ML-fed marts that ends it writes its run_results.json to
+    ``run_results_path(..., run_id, "ml")`` (even when it fails) for those marts' per-model tasks."""
+    from retailpulse.dbt_graph import run_results_path
+    from retailpulse.pipeline import stage_ml
+
+    path = run_results_path(settings.data_path, run_id, "ml")
+    path.unlink(missing_ok=True)  # a retry must not leave an earlier attempt's results behind
+    return stage_ml(settings, interval, dbt_run_results=path)
 
 
 GOLD_ASSET_URI = "retailpulse://warehouse/gold"

@@ -1,10 +1,12 @@
 """dbt in Airflow with one dbt process per run: the model graph from the manifest, reports from run_results.
 
-The daily DAG runs ``dbt build`` once (task ``dbt.build``) and writes dbt's ``run_results.json``
-for the run; then one light task per model, seed and snapshot (``dbt.<name>``), wired like the
-manifest's graph, reports that node's status, timing and the results of its tests, and fails
-when the node or one of its tests failed. Imports only the standard library: DAG files call
-:func:`load_graph` at parse time.
+The daily DAG runs ``dbt build`` once (task ``dbt.build``) for every node except the ML-fed
+ones (models reading the dbt source ``ml`` that the ML stage writes, and everything below them:
+:attr:`DbtNode.after_ml`), which task ``ml_score`` builds once after scoring; each build writes
+dbt's ``run_results.json`` for the run. Then one light task per model, seed and snapshot
+(``dbt.<name>``), wired like the manifest's graph (ML-fed ones after ``ml_score``), reports that
+node's status, timing and the results of its tests, and fails when the node or one of its tests
+failed. Imports only the standard library: DAG files call :func:`load_graph` at parse time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 RENDERED = ("model", "seed", "snapshot")
 FAILED = ("error", "fail", "runtime error")
+ML_SOURCE = "ml"  # the dbt source group of the tables the ML stage writes (dbt/models/marts/_ml__sources.yml)
+ML_FED_SELECTOR = f"source:{ML_SOURCE}+"  # dbt selector: models reading them and everything below
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class DbtNode:
     resource_type: str
     parents: tuple[str, ...]  # unique ids of rendered nodes this one selects from
     tests: tuple[str, ...] = field(default=())  # unique ids of its data and unit tests
+    after_ml: bool = False  # reads the ML stage's tables (directly or below): built after ML scoring
 
 
 def project_home() -> Path:
@@ -64,8 +69,21 @@ def _topological(nodes: dict[str, list[str]]) -> list[str]:
 
 def graph_from_manifest(manifest: dict[str, Any]) -> list[DbtNode]:
     """Rendered nodes (models, seeds, snapshots; ephemeral models folded into their children)
-    in topological order, each with its parents and the tests attached to it."""
+    in topological order, each with its parents, the tests attached to it and whether it is
+    ML-fed. A test over an ML-fed node runs in the after-ML build (dbt's selection puts it there):
+    it is reported by its most downstream ML-fed node."""
     all_nodes: dict[str, dict[str, Any]] = manifest["nodes"]
+    sources: dict[str, dict[str, Any]] = manifest.get("sources") or {}
+    fed: dict[str, bool] = {}
+
+    def ml_fed(uid: str) -> bool:  # reads a source of the ML group, itself or through any model above it
+        if uid not in fed:
+            fed[uid] = False  # cycle guard
+            deps = (all_nodes.get(uid) or {}).get("depends_on", {}).get("nodes", [])
+            fed[uid] = any((sources.get(d) or {}).get("source_name") == ML_SOURCE
+                           or (d in all_nodes and all_nodes[d]["resource_type"] == "model" and ml_fed(d))
+                           for d in deps)
+        return fed[uid]
 
     def is_rendered(n: dict[str, Any]) -> bool:
         return n["resource_type"] in RENDERED and (n.get("config") or {}).get("materialized") != "ephemeral"
@@ -90,8 +108,11 @@ def graph_from_manifest(manifest: dict[str, Any]) -> list[DbtNode]:
         if n["resource_type"] != "test":
             continue
         owner = n.get("attached_node")
-        if owner not in tests:  # singular tests over several models: the most downstream one
-            deps = [d for d in n.get("depends_on", {}).get("nodes", []) if d in rank]
+        deps = [d for d in n.get("depends_on", {}).get("nodes", []) if d in rank]
+        after = [d for d in deps if ml_fed(d)]
+        if after and not (owner in tests and ml_fed(owner)):  # runs after ML: reported there
+            owner = max(after, key=rank.__getitem__)
+        elif owner not in tests:  # singular tests over several models: the most downstream one
             owner = max(deps, key=rank.__getitem__) if deps else None
         if owner is not None:
             tests[owner].append(uid)
@@ -100,7 +121,7 @@ def graph_from_manifest(manifest: dict[str, Any]) -> list[DbtNode]:
         if deps:
             tests[max(deps, key=rank.__getitem__)].append(uid)
     return [DbtNode(uid, all_nodes[uid]["name"], all_nodes[uid]["resource_type"], tuple(parents[uid]),
-                    tuple(sorted(tests[uid]))) for uid in order]
+                    tuple(sorted(tests[uid])), ml_fed(uid)) for uid in order]
 
 
 def load_graph(path: Path | None = None) -> list[DbtNode] | None:
@@ -130,9 +151,11 @@ def task_name(node: DbtNode) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", node.name)
 
 
-def run_results_path(data_path: Path, run_id: str) -> Path:
-    """Where the daily run ``run_id`` keeps dbt's run_results.json."""
-    return data_path / "dbt_runs" / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) / "run_results.json"
+def run_results_path(data_path: Path, run_id: str, part: str = "build") -> Path:
+    """Where the daily run ``run_id`` keeps dbt's run_results.json: of ``dbt.build`` (``part``
+    "build") or of the ML-fed marts' build in ``ml_score`` ("ml")."""
+    name = "run_results.json" if part == "build" else f"run_results_{part}.json"
+    return data_path / "dbt_runs" / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) / name
 
 
 def prune_run_results(data_path: Path, keep: int = 14) -> None:

@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from ingestion.interval import Interval
+from retailpulse.dbt_graph import ML_FED_SELECTOR
 from retailpulse.settings import Settings
 from retailpulse.warehouse import SCHEMAS, get_warehouse
 
 log = logging.getLogger(__name__)
 
+# ML_FED_SELECTOR: the models that read the ML stage's tables (dbt source ``ml``: customer scores,
+# segments, data-driven attribution) and everything below them: dim_customers, fct_attribution,
+# channel_performance_daily, their tests and exposures. The daily run builds the rest before ML
+# (``stage_dbt(..., before_ml=True)``) and these once after it (:func:`ml.jobs.rebuild_ml_marts`),
+# so that no model is built twice in a run and every test runs once.
 
 
 def configured_sources(settings: Settings) -> list[str]:
@@ -67,15 +73,27 @@ def stage_load(settings: Settings, source: str, interval: Interval) -> list[dict
     return [asdict(r) for r in load_source(settings, source, interval)]
 
 
-def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None = None) -> dict[str, Any]:
-    from retailpulse.dbt_runner import run_dbt
-
-    init_warehouse(settings)
+def dbt_build_args(full_refresh: bool = False, select: str | None = None, before_ml: bool = False) -> list[str]:
+    """``dbt build`` arguments; ``before_ml`` leaves out the models fed by the ML stage
+    (:data:`ML_FED_SELECTOR`), which the ML stage builds once it has written its tables."""
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if before_ml:
+        args += ["--exclude", ML_FED_SELECTOR]
+    return args
+
+
+def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None = None,
+              before_ml: bool = False) -> dict[str, Any]:
+    """``dbt build`` (every model, seed, snapshot and test; with ``before_ml``, as the daily run
+    does, all but the ML-fed marts, which :func:`stage_ml` builds after scoring)."""
+    from retailpulse.dbt_runner import run_dbt
+
+    init_warehouse(settings)
+    args = dbt_build_args(full_refresh, select, before_ml)
     began = time.monotonic()
     result = run_dbt(settings, args)
     kinds: dict[str, int] = {}
@@ -84,14 +102,15 @@ def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None
     return {"seconds": round(time.monotonic() - began, 1), "nodes": kinds}
 
 
-def stage_ml(settings: Settings, interval: Interval) -> dict[str, Any]:
+def stage_ml(settings: Settings, interval: Interval, dbt_run_results: Path | None = None) -> dict[str, Any]:
     """Score every customer as of the interval's last day with the champion models (training
     one first when none exists), write gold.customer_scores and the data-driven attribution,
-    and rebuild the marts that show them (dim_customers, fct_attribution, ...)."""
+    and build the marts that show them (:data:`ML_FED_SELECTOR`: dim_customers, fct_attribution,
+    ...), with their tests; ``dbt_run_results``: where that build's run_results.json goes."""
     from ml.jobs import score_daily
 
     last_day = (interval.end - dt.timedelta(microseconds=1)).date()
-    return score_daily(settings, last_day)
+    return score_daily(settings, last_day, dbt_run_results=dbt_run_results)
 
 
 def refresh_data_health(settings: Settings) -> dict[str, int]:

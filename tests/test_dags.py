@@ -76,7 +76,10 @@ def test_daily_dag_shape(dagbag):
     for source in SOURCES:
         assert dag.get_task(f"load_{source}").upstream_task_ids == {f"extract_{source}"}
     assert dag.get_task("dbt.build").upstream_task_ids == {f"load_{s}" for s in SOURCES}
-    assert dag.get_task("publish").upstream_task_ids == {"ml_score"}
+    # publish waits for ML and the reports of the marts ML builds (with a manifest)
+    assert "ml_score" in dag.get_task("publish").upstream_task_ids
+    assert dag.get_task("publish").upstream_task_ids <= {"ml_score"} | {t.task_id for t in dag.tasks
+                                                                          if t.task_id.startswith("dbt.")}
 
 
 def test_daily_runs_are_driven_by_a_daily_data_interval(dagbag):
@@ -106,10 +109,27 @@ def test_dbt_is_rendered_per_model_following_the_manifest(dagbag, manifest):
     assert len(rendered) >= 40
     by_task = {f"dbt.{n['name']}": uid for uid, n in rendered.items()}
     assert {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")} == {"dbt.build", *by_task}
+    # the ML-fed marts: models reading the ML stage's tables (dbt source "ml") and all below them
+    ml_sources = {u for u, s in manifest["sources"].items() if s["source_name"] == "ml"}
+    ml_fed: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for uid, n in rendered.items():
+            deps = set(n["depends_on"].get("nodes", []))
+            if uid not in ml_fed and deps & (ml_sources | ml_fed):
+                ml_fed.add(uid)
+                changed = True
+    assert {rendered[u]["name"] for u in ml_fed} == {"dim_customers", "fct_attribution", "channel_performance_daily"}
     for task_id, uid in by_task.items():
         t = dag.get_task(task_id)
         parents = {f"dbt.{rendered[p]['name']}" for p in manifest["nodes"][uid]["depends_on"].get("nodes", []) if p in rendered}
-        assert t.upstream_task_ids == (parents or {"dbt.build"}), task_id
+        if uid in ml_fed:  # built by ml_score after scoring; reported after it
+            assert t.upstream_task_ids == parents | {"ml_score"}, task_id
+            assert t.op_args[3] is True
+        else:
+            assert t.upstream_task_ids == (parents or {"dbt.build"}), task_id
+            assert t.op_args[3] is False
         assert t.op_args[0] == uid
     # fct_orders selects from int_orders only; a staging view hangs off the build
     assert dag.get_task("dbt.fct_orders").upstream_task_ids == {"dbt.int_orders"}
@@ -118,10 +138,21 @@ def test_dbt_is_rendered_per_model_following_the_manifest(dagbag, manifest):
     assert len(tested) == len(set(tested))
     assert set(tested) == {u for u, n in manifest["nodes"].items() if n["resource_type"] == "test"} | set(manifest.get("unit_tests", {}))
     assert "not_null_fct_orders_order_id" in " ".join(dag.get_task("dbt.fct_orders").op_args[2])
-    # ML scoring waits for the leaves of the dbt graph (a failed model fails the leaves below it)
-    leaves = set(by_task) - {p for t in by_task for p in dag.get_task(t).upstream_task_ids}
+    # a test over an ML-fed mart runs in the after-ML build: an ML-fed node reports it
+    fed_tasks = {f"dbt.{rendered[u]['name']}" for u in ml_fed}
+    for u, n in manifest["nodes"].items():
+        if n["resource_type"] == "test" and set(n["depends_on"].get("nodes", [])) & ml_fed:
+            assert any(u in dag.get_task(t).op_args[2] for t in fed_tasks), u
+    assert any("relationships_fct_orders_customer_id" in x for x in dag.get_task("dbt.dim_customers").op_args[2])
+    # ML scoring waits for the leaves of the dbt graph without the ML-fed marts (a failed model
+    # fails the leaves below it); publish for ML and the ML-fed marts' leaves
+    pre = set(by_task) - fed_tasks
+    leaves = pre - {p for t in pre for p in dag.get_task(t).upstream_task_ids}
     assert dag.get_task("ml_score").upstream_task_ids == leaves
-    assert "dbt.fct_attribution" in leaves or "dbt.channel_performance_daily" in leaves
+    assert {"dbt.fct_sessions", "dbt.fct_conversion_paths"} <= leaves
+    fed_leaves = fed_tasks - {p for t in fed_tasks for p in dag.get_task(t).upstream_task_ids}
+    assert fed_leaves == {"dbt.dim_customers", "dbt.channel_performance_daily"}
+    assert dag.get_task("publish").upstream_task_ids == {"ml_score"} | fed_leaves
 
 
 def test_without_a_manifest_dbt_is_one_task(tmp_path, monkeypatch, caplog, dagbag):
@@ -132,6 +163,7 @@ def test_without_a_manifest_dbt_is_one_task(tmp_path, monkeypatch, caplog, dagba
     dag = bag.dags["retailpulse_daily"]
     assert [t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")] == ["dbt.build"]
     assert dag.get_task("ml_score").upstream_task_ids == {"dbt.build"}
+    assert dag.get_task("publish").upstream_task_ids == {"ml_score"}
     assert "dbt runs as a single task" in caplog.text
 
 
@@ -247,3 +279,41 @@ def test_a_failed_extract_fails_the_run_and_nothing_is_published(settings, monke
     assert reports and not any("success" in states[k] or "skipped" in states[k] for k in reports), states
     assert not (settings.serving_dir / "retailpulse_serving.duckdb").exists()
     assert "retailpulse_daily task extract_stripe failed" in (settings.data_dir / "alerts.log").read_text()
+
+
+def test_the_graph_marks_ml_fed_nodes_and_reports_their_tests_after_ml():
+    """Models reading the ML stage's tables (directly, or through an ephemeral model or another
+    model) are built after scoring; a test over one of them and an earlier model runs in that
+    build, so an ML-fed node reports it, whatever dbt attached it to."""
+    from retailpulse.dbt_graph import graph_from_manifest
+
+    def model(name, deps, materialized="table"):
+        return {"resource_type": "model", "name": name, "config": {"materialized": materialized},
+                "depends_on": {"nodes": deps}}
+
+    m = "model.p."
+    manifest = {
+        "sources": {"source.p.ml.customer_scores": {"source_name": "ml"},
+                    "source.p.raw.orders": {"source_name": "raw"}},
+        "nodes": {
+            m + "stg_orders": model("stg_orders", ["source.p.raw.orders"], "view"),
+            m + "fct_orders": model("fct_orders", [m + "stg_orders"]),
+            m + "scores_eph": model("scores_eph", ["source.p.ml.customer_scores"], "ephemeral"),
+            m + "dim_customers": model("dim_customers", [m + "fct_orders", m + "scores_eph"]),
+            m + "customer_kpis": model("customer_kpis", [m + "dim_customers"]),
+            "test.p.not_null_fct_orders_id.1": {"resource_type": "test", "attached_node": m + "fct_orders",
+                                                "depends_on": {"nodes": [m + "fct_orders"]}},
+            "test.p.relationships_fct_orders_customer_id.2": {
+                "resource_type": "test", "attached_node": m + "fct_orders",
+                "depends_on": {"nodes": [m + "dim_customers", m + "fct_orders"]}},
+            "test.p.assert_kpis_reconcile.3": {"resource_type": "test", "attached_node": None,
+                                               "depends_on": {"nodes": [m + "customer_kpis", m + "fct_orders"]}},
+        },
+    }
+    nodes = {n.name: n for n in graph_from_manifest(manifest)}
+    assert {k: v.after_ml for k, v in nodes.items()} == {
+        "stg_orders": False, "fct_orders": False, "dim_customers": True, "customer_kpis": True}
+    assert nodes["fct_orders"].tests == ("test.p.not_null_fct_orders_id.1",)
+    assert nodes["dim_customers"].tests == ("test.p.relationships_fct_orders_customer_id.2",)
+    assert nodes["customer_kpis"].tests == ("test.p.assert_kpis_reconcile.3",)
+    assert nodes["dim_customers"].parents == (m + "fct_orders",)  # the ephemeral model folded in

@@ -498,17 +498,50 @@ def test_attribution_falls_back_to_channel_paths(tmp_path, gold_tables):
     settings = _settings(tmp_path)
     write_gold(settings, {k: gold_tables[k] for k in ("fct_orders", "fct_conversion_paths")})
     frame, summary = jobs.attribution_from_gold(settings)
-    assert any("fct_attribution does not exist" in n for n in summary["notes"])
+    assert any("nor gold.fct_attribution exists" in n for n in summary["notes"])
     assert any("fct_sessions does not exist" in n for n in summary["notes"])
     assert np.allclose(frame.groupby(["model", "order_id"])["credit"].sum(), 1.0)
     assert frame["session_id"].isna().all() and frame["channel_group"].notna().all()
+
+
+def test_ml_reads_silver_so_the_daily_run_can_score_before_building_the_ml_fed_marts(tmp_path, gold_tables):
+    """The daily run scores before it builds gold.fct_attribution and gold.dim_customers (they read
+    the scores): the touchpoints and consent come from the silver tables dbt built in the same
+    run, and give what the gold marts give."""
+    settings = _settings(tmp_path)
+    base = ("fct_orders", "fct_conversion_paths", "fct_sessions")
+    write_gold(settings, {k: gold_tables[k] for k in (*base, "fct_attribution")})
+    from_gold, _ = jobs.attribution_from_gold(settings)
+    wh = get_warehouse(settings)
+    with wh.connect() as con:
+        con.execute("drop table gold.fct_attribution")
+        con.execute("create schema if not exists silver")
+        con.register("linear", gold_tables["fct_attribution"].query("model == 'linear'"))
+        # the silver table has more columns than the ML stage reads, and rows of orders without a path
+        con.execute("create table silver.int_attribution__touchpoints as select *, 'x' as campaign_key from linear "
+                    "union all by name select 'no-such-order' as order_id, 1 as touchpoint_index")
+    from_silver, summary = jobs.attribution_from_gold(settings)
+    assert not summary["notes"] and len(from_silver) > 0 and from_silver["session_id"].notna().all()
+    pd.testing.assert_frame_equal(from_silver, from_gold)
+    # consent: the silver golden records win over gold.dim_customers
+    feats = jobs.behavior_features_from_gold(settings, END).set_index("customer_id")
+    c1, c2 = feats.index[:2]
+    dim = pd.DataFrame({"customer_id": [c1, c2], "is_email_opted_out": [True, True], "has_crm_contact": [True, True]})
+    write_gold(settings, {"dim_customers": dim})
+    assert jobs.behavior_features_from_gold(settings, END).set_index("customer_id").loc[[c1, c2], "is_email_opted_out"].tolist() == [1.0, 1.0]
+    with wh.connect() as con:
+        con.register("golden", dim.assign(is_email_opted_out=[False, True], has_crm_contact=[True, False]))
+        con.execute("create table silver.int_customers__golden as select * from golden")
+    feats = jobs.behavior_features_from_gold(settings, END).set_index("customer_id")
+    assert feats.loc[c1, "is_email_opted_out"] == 0.0 and np.isnan(feats.loc[c2, "is_email_opted_out"])
 
 
 def test_score_daily_trains_when_no_champion_and_rebuilds_the_marts(env, tmp_path, monkeypatch):
     from retailpulse import dbt_runner
 
     calls = []
-    monkeypatch.setattr(dbt_runner, "run_dbt", lambda s, args, vars=None: calls.append(args) or dbt_runner.DbtResult(True))
+    monkeypatch.setattr(dbt_runner, "run_dbt",
+                        lambda s, args, vars=None, run_results_path=None: calls.append(args) or dbt_runner.DbtResult(True))
     settings = env["settings"]
     wh = get_warehouse(settings)
     counts = {t: wh.row_count("gold", t) for t in ("customer_scores", "ml_model_runs")}
@@ -520,7 +553,7 @@ def test_score_daily_trains_when_no_champion_and_rebuilds_the_marts(env, tmp_pat
     assert {t: wh.row_count("gold", t) for t in counts} == counts  # runs and scores replaced
     runs = _gold(settings, "select * from gold.ml_model_runs")
     assert runs["run_id"].is_unique and runs["promoted_at"].notna().sum() == 2
-    assert calls == [["build", "--select", "dim_customers fct_attribution channel_performance_daily"]]
+    assert calls == [["build", "--select", "source:ml+"]]  # the marts reading the ML tables, and all below
 
 
 def test_score_daily_drops_its_frames_before_dbt_rebuilds_the_marts(env, monkeypatch):
@@ -531,7 +564,7 @@ def test_score_daily_drops_its_frames_before_dbt_rebuilds_the_marts(env, monkeyp
     seen: dict[str, object] = {}
     monkeypatch.setattr(jobs, "release_memory", lambda: seen.setdefault("released", True))
 
-    def rebuild(settings):
+    def rebuild(settings, run_results_path=None):
         caller = sys._getframe(1).f_locals
         seen["released_first"] = seen.get("released", False)
         seen["frames"] = sorted(k for k, v in caller.items()

@@ -1,7 +1,7 @@
 -- Order x touchpoint credit under each attribution model: the rule-based models computed here
 -- (first_touch, last_touch, last_non_direct, linear, time_decay, position_based) plus the
--- data-driven ones (markov, shapley) that the ML stage writes to gold.fct_attribution_ml after
--- dbt; they appear here from the next dbt run on (channel_performance_daily likewise).
+-- data-driven ones (markov, shapley) that the ML stage writes to gold.fct_attribution_ml; the
+-- daily run builds this model (and channel_performance_daily) after ML, so they appear the same run.
 with rule_based as (
     select
         order_id, customer_id, model, touchpoint_index, session_id, channel_group, source, medium, campaign,
