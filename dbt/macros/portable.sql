@@ -175,6 +175,11 @@
     (a subquery in the filter is planned as a join after every row has been read and projected).
     1900-01-01 when the model is empty. -#}
 {% macro incremental_cutoff_date(date_column, lookback) -%}
+    cast('{{ incremental_cutoff_day(date_column, lookback) }}' as date)
+{%- endmacro %}
+
+{#- The day of incremental_cutoff_date as text, YYYY-MM-DD. -#}
+{% macro incremental_cutoff_day(date_column, lookback) -%}
     {%- set value = none -%}
     {%- if execute -%}
         {%- set sql -%}
@@ -182,5 +187,5 @@
         {%- endset -%}
         {%- set value = run_query(sql).columns[0].values()[0] -%}
     {%- endif -%}
-    cast('{{ (value | string)[:10] if value is not none else "1900-01-01" }}' as date)
+    {{- (value | string)[:10] if value is not none else "1900-01-01" -}}
 {%- endmacro %}

@@ -5,7 +5,11 @@
 -- Incremental: each run re-processes the export days from (last processed day - var
 -- ga4_lookback_days - var ga4_extra_lookback_days), which covers GA4's late events (up to
 -- 3 days), and upserts by event_key; devices with session-less events in the window are
--- re-sessionised over their whole history, so daily runs equal a full refresh.
+-- re-sessionised over their whole history, so daily runs equal a full refresh. Incremental runs
+-- stage only the landed rows they need (the window's export days, the session-less events of
+-- those devices) with ga4_staged_events, the staging view's own select: reading the view
+-- would deduplicate every landed event first.
+-- depends_on: {{ source('ga4', 'ga4__events') }}
 {{
     config(
         materialized='incremental',
@@ -17,14 +21,26 @@
 
 {% set lookback = var('ga4_lookback_days') | int + var('ga4_extra_lookback_days') | int %}
 
+{% if is_incremental() %}
+{% set cutoff_day = incremental_cutoff_day('event_date', lookback) %}
+
+with window_landed as (
+    -- bronze event_date is the export day as YYYYMMDD text
+    select * from {{ source('ga4', 'ga4__events') }}
+    where event_date >= '{{ cutoff_day | replace("-", "") }}'
+),
+
+window_events as (
+    select * from ({{ ga4_staged_events('window_landed') }}) as staged
+    where event_date >= cast('{{ cutoff_day }}' as date)
+),
+{% else %}
 -- stg_ga4__events is read twice below, each time directly: a CTE read twice is materialised in
 -- full by DuckDB (every event, all columns), which hides the date and device filters from the scan.
 with window_events as (
     select * from {{ ref('stg_ga4__events') }}
-    {% if is_incremental() %}
-    where event_date >= {{ incremental_cutoff_date('event_date', lookback) }}
-    {% endif %}
 ),
+{% endif %}
 
 with_session_id as (
     select *, cast(ga_session_id as {{ dbt.type_string() }}) as session_key, false as is_session_id_inferred
@@ -36,13 +52,27 @@ fallback_devices as (
     select distinct user_pseudo_id from window_events where ga_session_id is null
 ),
 
+{% if is_incremental() %}
+-- every session-less event of those devices, whole history (ga_session_id is part of event_key:
+-- all copies of such an event are session-less)
+fallback_landed as (
+    select * from {{ source('ga4', 'ga4__events') }}
+    where param__ga_session_id is null
+        and user_pseudo_id in (select user_pseudo_id from fallback_devices)
+),
+
+device_events as (
+    {{ ga4_staged_events('fallback_landed') }}
+),
+{% endif %}
+
 fallback_events as (
     select
         all_events.*,
         lag(all_events.event_at) over (
             partition by all_events.user_pseudo_id order by all_events.event_at, all_events.event_key
         ) as previous_event_at
-    from {{ ref('stg_ga4__events') }} as all_events
+    from {% if is_incremental() %}device_events{% else %}{{ ref('stg_ga4__events') }}{% endif %} as all_events
     where all_events.ga_session_id is null
         and all_events.user_pseudo_id in (select user_pseudo_id from fallback_devices)
 ),
