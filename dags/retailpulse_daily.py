@@ -149,8 +149,9 @@ def retailpulse_daily():
             for node in DBT_GRAPH:
                 report = dbt_node.override(
                     task_id=task_name(node),
-                    # the first layer reports even after a failed build (which nodes failed)
-                    trigger_rule="all_done" if not node.parents else "all_success",
+                    # the first layer, and the marts ml_score builds, report even after a failed
+                    # build (which nodes or tests failed; without results they fail, saying why)
+                    trigger_rule="all_done" if not node.parents or node.after_ml else "all_success",
                     doc_md=f"dbt {node.resource_type} `{node.unique_id}` and its {len(node.tests)} tests"
                            + (" (built by ml_score, after scoring)" if node.after_ml else ""),
                 )(node.unique_id, node.resource_type, list(node.tests), node.after_ml)

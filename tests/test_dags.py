@@ -124,9 +124,9 @@ def test_dbt_is_rendered_per_model_following_the_manifest(dagbag, manifest):
     for task_id, uid in by_task.items():
         t = dag.get_task(task_id)
         parents = {f"dbt.{rendered[p]['name']}" for p in manifest["nodes"][uid]["depends_on"].get("nodes", []) if p in rendered}
-        if uid in ml_fed:  # built by ml_score after scoring; reported after it
+        if uid in ml_fed:  # built by ml_score after scoring; reported after it, even when it failed
             assert t.upstream_task_ids == parents | {"ml_score"}, task_id
-            assert t.op_args[3] is True
+            assert t.op_args[3] is True and t.trigger_rule == "all_done"
         else:
             assert t.upstream_task_ids == (parents or {"dbt.build"}), task_id
             assert t.op_args[3] is False
@@ -277,6 +277,7 @@ def test_a_failed_extract_fails_the_run_and_nothing_is_published(settings, monke
     assert "upstream_failed" in states["ml_score"] and "upstream_failed" in states["publish"], states
     reports = [k for k in states if k.startswith("dbt.") and k != "dbt.build"]
     assert reports and not any("success" in states[k] or "skipped" in states[k] for k in reports), states
+    assert states["dbt.dim_customers"] == "failed", states  # ran: "ml_score left no dbt results"
     assert not (settings.serving_dir / "retailpulse_serving.duckdb").exists()
     assert "retailpulse_daily task extract_stripe failed" in (settings.data_dir / "alerts.log").read_text()
 
