@@ -228,6 +228,19 @@ def _catalog(wh: Warehouse, schema: str = "gold") -> Catalog:
     return out
 
 
+def _first_table(wh: Warehouse, candidates: Sequence[tuple[str, str, set[str]]]) -> tuple[str, str, set[str]] | None:
+    """The first ``(schema, table, needed columns)`` of ``candidates`` that exists with those
+    columns, as ``(schema.table for messages, quoted name for SQL, all its columns)``; None when
+    none does. One catalog query per schema."""
+    catalogs: dict[str, Catalog] = {}
+    for schema, table, needed in candidates:
+        if schema not in catalogs:
+            catalogs[schema] = _catalog(wh, schema)
+        if needed <= catalogs[schema].get(table, set()):
+            return f"{schema}.{table}", _tbl(wh, table, schema), catalogs[schema][table]
+    return None
+
+
 def models_dir(settings: Settings, model_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where artifacts and ``champion.json`` live (default ``<data_path>/models``)."""
     return Path(model_dir) if model_dir is not None else settings.data_path / "models"
@@ -508,11 +521,10 @@ def behavior_features_from_gold(settings: Settings, as_of: Any) -> pd.DataFrame:
 
     # consent: from the golden records dbt built in this run (silver; the daily run scores before
     # it builds gold.dim_customers, which reads the scores), else from gold.dim_customers
-    consent_from = [(t, cols) for t, cols in (
-        (_tbl(wh, "int_customers__golden", "silver"), _catalog(wh, "silver").get("int_customers__golden", set())),
-        (_tbl(wh, "dim_customers"), catalog.get("dim_customers", set()))) if {"customer_id", "is_email_opted_out"} <= cols]
-    if consent_from:
-        table, dcols = consent_from[0]
+    need = {"customer_id", "is_email_opted_out"}
+    consent = _first_table(wh, [("silver", "int_customers__golden", need), ("gold", "dim_customers", need)])
+    if consent is not None:
+        _, table, dcols = consent
         # consent is known for customers with a CRM contact (dim_customers defaults it to false)
         known = "has_crm_contact" if "has_crm_contact" in dcols else "1 = 1"
         block = wh.query_frame(
@@ -558,20 +570,15 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
     # the touchpoints dbt built in this run (silver): the daily run scores before it builds
     # gold.fct_attribution (which reads this stage's output); gold.fct_attribution's linear rows
     # (one per touchpoint) serve where the silver model is missing
-    tcols = _catalog(wh, "silver").get("int_attribution__touchpoints", set())
-    acols = catalog.get("fct_attribution", set())
-    if set(detail) <= tcols:
-        origin, sql = "silver.int_attribution__touchpoints", (
-            f"select {', '.join(detail)} from {_tbl(wh, 'int_attribution__touchpoints', 'silver')}")
-    elif set(detail) | {"model"} <= acols:
-        origin, sql = "gold.fct_attribution", (
-            f"select {', '.join(detail)} from {_tbl(wh, 'fct_attribution')} where model = 'linear'")
-    else:
-        origin, sql = "", ""
+    found = _first_table(wh, [("silver", "int_attribution__touchpoints", set(detail)),
+                              ("gold", "fct_attribution", {*detail, "model"})])
+    if found is None:
         notes.append("neither silver.int_attribution__touchpoints nor gold.fct_attribution exists: "
                      "touchpoints taken from fct_conversion_paths.channel_path")
-    if sql:
-        touch = wh.query_frame(f"{sql} order by order_id, touchpoint_index")
+    else:
+        origin, table, _ = found
+        linear = " where model = 'linear'" if origin == "gold.fct_attribution" else ""
+        touch = wh.query_frame(f"select {', '.join(detail)} from {table}{linear} order by order_id, touchpoint_index")
         touch = touch[_isin(touch["order_id"], orders["order_id"])]
         if touch.empty:
             notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")

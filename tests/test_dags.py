@@ -318,3 +318,34 @@ def test_the_graph_marks_ml_fed_nodes_and_reports_their_tests_after_ml():
     assert nodes["dim_customers"].tests == ("test.p.relationships_fct_orders_customer_id.2",)
     assert nodes["customer_kpis"].tests == ("test.p.assert_kpis_reconcile.3",)
     assert nodes["dim_customers"].parents == (m + "fct_orders",)  # the ephemeral model folded in
+
+
+def test_the_daily_builds_run_every_node_once(manifest):
+    """dbt.build (``dbt build --exclude source:ml+``) and ml_score's build (``--select source:ml+``)
+    together select every model, seed, snapshot, data test and unit test of the project exactly once,
+    as dbt itself resolves the selectors (tests over an ML-fed and an earlier model included)."""
+    from dbt.cli.main import dbtRunner
+
+    from retailpulse.dbt_graph import ML_FED_SELECTOR
+    from retailpulse.dbt_runner import write_profiles
+    from retailpulse.pipeline import dbt_build_args
+    from retailpulse.settings import load_settings
+
+    settings = load_settings()
+    common = ["--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(write_profiles(settings)),
+              "--resource-type", "model", "seed", "snapshot", "test", "unit_test",
+              "--output", "json", "--output-keys", "unique_id", "--quiet"]
+
+    def ls(args: list[str]) -> list[str]:
+        res = dbtRunner().invoke(["ls", *args, *common])
+        assert res.success, res.exception
+        return [json.loads(line)["unique_id"] for line in res.result]
+
+    first = ls(dbt_build_args(before_ml=True)[1:])  # the selection arguments of dbt.build
+    after_ml = ls(["--select", ML_FED_SELECTOR])
+    everything = ls([])
+    assert len(everything) > 400 and not set(first) & set(after_ml)
+    assert sorted(first + after_ml) == sorted(everything)
+    names = {u.split(".")[2] for u in after_ml}
+    assert {"dim_customers", "fct_attribution", "channel_performance_daily"} <= names
+    assert any(n.startswith("relationships_fct_orders_customer_id") for n in names)
