@@ -69,8 +69,9 @@ def stage_extract(settings: Settings, source: str, interval: Interval) -> dict[s
 def stage_load(settings: Settings, source: str, interval: Interval) -> list[dict[str, Any]]:
     from ingestion.runner import load_source
 
-    init_warehouse(settings)
-    return [asdict(r) for r in load_source(settings, source, interval)]
+    with get_warehouse(settings).kept_open():  # one open of the database for the load's many steps
+        init_warehouse(settings)
+        return [asdict(r) for r in load_source(settings, source, interval)]
 
 
 def dbt_build_args(full_refresh: bool = False, select: str | None = None, before_ml: bool = False) -> list[str]:
@@ -147,9 +148,10 @@ def stage_publish(settings: Settings) -> dict[str, Any]:
     :mod:`retailpulse.publish`."""
     from retailpulse.publish import publish_gold
 
-    init_warehouse(settings)
-    refresh_data_health(settings)
-    return publish_gold(settings)
+    with get_warehouse(settings).kept_open():
+        init_warehouse(settings)
+        refresh_data_health(settings)
+        return publish_gold(settings)
 
 
 def gold_counts(settings: Settings) -> dict[str, int]:

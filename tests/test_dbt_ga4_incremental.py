@@ -11,6 +11,7 @@ import datetime as dt
 
 import duckdb
 import pandas as pd
+import pytest
 
 from retailpulse.settings import load_settings
 
@@ -98,6 +99,9 @@ def test_incremental_ga4_events_equal_a_full_refresh(tmp_path):
     run_dbt(settings, ["run", "--full-refresh", "--select", "int_ga4__events"])
     full = _events(settings)
 
+    # processed_at is the writing run's start: the only column where a daily run and a full refresh differ
+    assert daily["processed_at"].nunique() == 2 and full["processed_at"].nunique() == 1
+    daily, full = daily.drop(columns="processed_at"), full.drop(columns="processed_at")
     pd.testing.assert_frame_equal(daily, full)
     by_key = full.set_index("event_key")
     assert len(full) == len(first) + 3 + 2 + 2 and by_key.index.is_unique
@@ -114,3 +118,32 @@ def test_incremental_ga4_events_equal_a_full_refresh(tmp_path):
     # device c (old days only) kept its inferred session from the first run
     c = full[full["user_pseudo_id"] == "dev-c"]
     assert c["session_id"].nunique() == 1 and set(c["session_id"]) == set(first.loc[first["user_pseudo_id"] == "dev-c", "session_id"])
+
+
+def test_unique_event_key_is_checked_over_the_rows_the_last_run_wrote(tmp_path):
+    """int_ga4__events' event_key test (unique_in_last_write) reads the rows of the last run only:
+    on a daily run those of its window (and the re-sessionised devices), on a full refresh all."""
+    from retailpulse.dbt_runner import DbtError, run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    settings = load_settings(warehouse_path=tmp_path / "wh.duckdb", data_dir=tmp_path / "data")
+    init_warehouse(settings)
+    _land(settings, _days_1_to_7())
+    run_dbt(settings, ["run", "--select", "stg_ga4__events", "int_ga4__events"])
+    _land(settings, _days_8_to_10())
+    run_dbt(settings, ["run", "--select", "int_ga4__events"])
+    events = _events(settings)
+    last = events["processed_at"] == events["processed_at"].max()
+    # the daily run rewrote its window (day 8 minus the 3-day lookback, on) and device b's history
+    rewritten = set(events.loc[last, "event_key"])
+    assert {"a8-late", "a7-3", "b1-1", "b9-1"} <= rewritten and not rewritten & {"a1-1", "c1-1"}
+    test = ["test", "--select", "int_ga4__events,test_name:unique_in_last_write"]
+    assert [n["status"] for n in run_dbt(settings, test).nodes if n["resource_type"] == "test"] == ["pass"]
+
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:  # a key the last run wrote twice
+        con.execute("insert into silver.int_ga4__events select * from silver.int_ga4__events where event_key = 'a8-late'")
+    finally:
+        con.close()
+    with pytest.raises(DbtError, match="unique_in_last_write"):
+        run_dbt(settings, test)

@@ -86,3 +86,27 @@ def test_inserted_frames_are_released_before_the_transaction_commits(settings):
             gc.collect()
             assert all(r() is None for r in refs), f"group {group}: an inserted frame is still referenced"
     assert wh.row_count("bronze", "groups") == 15000
+
+
+def test_kept_open_holds_one_duckdb_instance_for_the_block(settings):
+    """Inside kept_open every connect() attaches to the open database: a write is not checkpointed
+    when its connection closes (the WAL stays until the block ends), and it behaves as outside."""
+    wh = get_warehouse(settings)
+    wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
+    wh.ensure_schemas()
+    one = pd.DataFrame({"k": ["a"], "part": ["p1"], "v": [1]})
+    wh.replace_rows("bronze", "t0", one, where={"part": "p1"})
+    assert not wal.exists()  # the last connection closed: checkpointed
+    with wh.kept_open():
+        _exercise(wh)  # the same semantics, rollback included
+        assert wal.exists()  # the writes of the closed connections wait in the WAL
+        with wh.connect() as con:  # and the open instance serves every connection
+            assert con.execute("select count(*) from bronze.t").fetchone()[0] == 3
+    assert not wal.exists()
+    assert wh.query('select k, extra from "bronze"."t" order by k') == [("a2", None), ("c", None), ("d", "x")]
+
+
+def test_kept_open_is_a_no_op_on_postgres(pg_settings):
+    wh = get_warehouse(pg_settings)
+    with wh.kept_open():
+        _exercise(wh)

@@ -122,5 +122,7 @@ sessionised as (
 
 select
     {{ dbt.hash(dbt.concat(['user_pseudo_id', "'|'", 'session_key'])) }} as session_id,
-    sessionised.*
+    sessionised.*,
+    -- the run that (re)wrote the row: the test unique_in_last_write checks its rows only
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as processed_at
 from sessionised
