@@ -1,7 +1,7 @@
 """The dbt warehouse built from the small sandbox world, checked against the world's truth.
 
-One session-scoped warehouse: bronze as of six days before the world's end, an incremental
-run of the GA4 models, then bronze as of the end and a full ``dbt build`` (every model, dbt
+One session-scoped warehouse: bronze as of six days before the world's end, a first
+run of the incremental models (GA4 events and sessions, devices), then bronze as of the end and a full ``dbt build`` (every model, dbt
 test, unit test and singular test) through ``retailpulse.pipeline.stage_dbt``. The tests below
 read the result; the last one rebuilds every model with --full-refresh and compares each gold
 table with what the incremental path produced.
@@ -355,6 +355,9 @@ def test_customers_keep_their_id_when_new_data_arrives(built: Built, tmp_path):
     assert share < 0.02
 
 
+DEVICE_COLUMNS = "user_pseudo_id, first_seen_at, last_seen_at, user_id_count, login_user_id, user_id_first_seen_at"
+
+
 def test_daily_runs_equal_a_full_refresh(built: Built):
     """Gold after the incremental path == gold after rebuilding every model from scratch."""
     from retailpulse.dbt_runner import run_dbt
@@ -365,6 +368,9 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
         con.execute("create schema if not exists ops")
         for t in GOLD_COMPARED:
             con.execute(f"create or replace table ops.incremental_{t} as select * from gold.{t}")
+        # the incremental devices model, every column but its high-water mark
+        con.execute(f"create or replace table ops.incremental_devices as select {DEVICE_COLUMNS} "
+                    "from silver.int_identity__ga4_devices")
     before = {t: wh.row_count("gold", t) for t in GOLD_COMPARED}
     t0 = time.monotonic()
     release_dbt_duckdb()
@@ -393,3 +399,7 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
         if n:
             diffs[t] = n
     assert not diffs, f"gold differs between daily runs and a full refresh: {diffs}"
+    devices = f"select {DEVICE_COLUMNS} from silver.int_identity__ga4_devices"
+    assert wh.row_count("ops", "incremental_devices") > 1_000
+    assert wh.scalar(f"select count(*) from (({devices}) except all (select * from ops.incremental_devices)) as d") == 0
+    assert wh.scalar(f"select count(*) from ((select * from ops.incremental_devices) except all ({devices})) as d") == 0
