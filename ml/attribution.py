@@ -6,6 +6,8 @@ Input: one row per customer journey ("path")::
     channels    ordered touchpoint channels: list/tuple/array, or a string "a > b > c"
     converted   bool
     value       conversion value (revenue); ignored for non-converting paths
+    count       optional: how many identical journeys the row stands for (default 1); ``value``
+                is then their total value. Counted journeys weigh like that many rows.
 
 Journeys without any touchpoint carry no information about channels and are
 dropped by both models (they are reported in ``n_paths_without_touchpoints``).
@@ -95,32 +97,41 @@ def normalize_paths(
     channels_col: str = "channels",
     converted_col: str = "converted",
     value_col: str = "value",
+    count_col: str = "count",
 ) -> pd.DataFrame:
-    """Columns ``path_id, channels (tuple of str), converted (bool), value (float, 0 if not converted)``."""
+    """Columns ``path_id, channels (tuple of str), converted (bool), value (float, 0 if not
+    converted), count (int >= 1, journeys the row stands for; 1 without a count column)``."""
     missing = [c for c in (id_col, channels_col, converted_col) if c not in paths.columns]
     if missing:
         raise ValueError(f"paths frame is missing column(s) {missing}; got {list(paths.columns)}")
     converted = paths[converted_col].astype(bool).to_numpy()
+    if count_col in paths.columns:
+        count = pd.to_numeric(paths[count_col]).fillna(1).astype("int64").to_numpy()
+        if (count < 1).any():
+            raise ValueError(f"{count_col} must be at least 1 (journeys per row)")
+    else:
+        count = np.ones(len(paths), dtype="int64")
     if value_col in paths.columns:
         value = pd.to_numeric(paths[value_col]).fillna(0.0).astype("float64").to_numpy()
     else:
-        value = converted.astype("float64")
+        value = np.where(converted, count, 0).astype("float64")
     return pd.DataFrame(
         {
             "path_id": paths[id_col].to_numpy(),
             "channels": [_as_channel_tuple(v) for v in paths[channels_col].tolist()],
             "converted": converted,
             "value": np.where(converted, value, 0.0),
+            "count": count,
         }
     )
 
 
 def _aggregate(paths: pd.DataFrame) -> pd.DataFrame:
-    """Identical (channels, converted) journeys merged with a count and summed value."""
+    """Identical (channels, converted) journeys merged with their count and summed value."""
     p = paths[paths["channels"].map(len) > 0]
     return (
         p.groupby(["channels", "converted"], sort=True)
-        .agg(count=("path_id", "size"), value=("value", "sum"))
+        .agg(count=("count", "sum"), value=("value", "sum"))
         .reset_index()
     )
 
@@ -396,10 +407,11 @@ def attribution_diagnostics(paths: pd.DataFrame, **columns: str) -> dict[str, fl
 def _attribution_diagnostics(norm: pd.DataFrame) -> dict[str, float]:
     """:func:`attribution_diagnostics` of normalised paths."""
     empty = norm["channels"].map(len) == 0
+    count = norm["count"]
     return {
-        "n_paths": int(len(norm)),
-        "n_paths_without_touchpoints": int(empty.sum()),
-        "n_conversions": int(norm.loc[~empty, "converted"].sum()),
+        "n_paths": int(count.sum()),
+        "n_paths_without_touchpoints": int(count[empty].sum()),
+        "n_conversions": int(count[~empty & norm["converted"]].sum()),
         "conversion_value": float(norm.loc[~empty, "value"].sum()),
         "n_channels": int(len({c for p in norm["channels"] for c in p})),
     }

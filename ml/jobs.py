@@ -87,6 +87,7 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -646,7 +647,8 @@ def _non_converting_paths(
     ``user_pseudo_id``).  Each journey key's sessions are split at its conversions (a converting
     session ends a segment); the sessions of a segment that are not touchpoints of a converting
     order are cut into windows of ``lookback_days`` from the segment's first such session; every
-    window is one non-converting path (its channel groups in time order).  ``touch_sessions`` and
+    window is one non-converting path (its channel groups in time order); identical paths come as one
+    row with their ``count``.  ``touch_sessions`` and
     ``converting_sessions`` are session ids (text; NULLs ignored).
     """
     cols = catalog.get("fct_sessions", set())
@@ -684,12 +686,15 @@ def _non_converting_paths(
     # s is now sorted by key, segment, window, started_at, session_id: within a key the rows are
     # in (started_at, session_id) order, segment is a running count and window grows with
     # started_at within a segment -- no second sort needed
-    paths = _group_tuples(s[["key", "segment", "window"]], s["channel_group"])
+    # identical journeys as one row with their count (the models only count them): a million
+    # journeys at the medium world are some ten thousand distinct paths
+    counted = Counter(_group_tuples(s[["key", "segment", "window"]], s["channel_group"]))
     out = pd.DataFrame({
-        "path_id": [f"nc{i}" for i in range(len(paths))],
-        "channels": pd.Series(paths, dtype=object),
+        "path_id": [f"nc{i}" for i in range(len(counted))],
+        "channels": pd.Series(list(counted), dtype=object),
         "converted": False,
         "value": 0.0,
+        "count": np.fromiter(counted.values(), dtype="int64", count=len(counted)),
     })
     return out, []
 
@@ -732,6 +737,7 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
         "channels": conv_paths["channels"].to_numpy(),
         "converted": True,
         "value": conv_paths["net_revenue"].to_numpy(dtype="float64"),
+        "count": 1,
     })
     if not non_conv.empty:
         paths = pd.concat([paths, non_conv], ignore_index=True)
@@ -758,7 +764,7 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
         "orders": int(conv_paths["order_id"].nunique()),
         "rows": int(len(frame)),
         "converting_paths": int(len(conv_paths)),
-        "non_converting_paths": int(len(non_conv)),
+        "non_converting_paths": int(non_conv["count"].sum()) if len(non_conv) else 0,
         "channels": int(diag["n_channels"]),
         "conversion_probability": float(markov["conversion_probability"].iloc[0]) if len(markov) else None,
         "channel_share": {

@@ -182,3 +182,30 @@ def test_paths_without_touchpoints_are_dropped() -> None:
     assert diag["n_conversions"] == 1
     out = markov_attribution(paths)
     assert out["credited_value"].sum() == pytest.approx(5.0)
+
+
+def test_counted_journeys_weigh_like_repeated_rows() -> None:
+    """A row with ``count`` n is n identical journeys (value: their total) for both models and
+    the diagnostics: the ML job passes non-converting journeys counted, not one row each."""
+    rows = pd.DataFrame({
+        "path_id": range(9),
+        "channels": [["A", "B"], ["A", "B"], ["B"], ["A"], ["A"], ["A"], ["B", "A"], [], []],
+        "converted": [True, True, True, False, False, False, False, False, True],
+        "value": [10.0, 30.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0],
+    })
+    counted = pd.DataFrame({
+        "path_id": ["ab", "b", "a", "ba", "none", "none-conv"],
+        "channels": [["A", "B"], ["B"], ["A"], ["B", "A"], [], []],
+        "converted": [True, True, False, False, False, True],
+        "value": [40.0, 5.0, 0.0, 0.0, 0.0, 7.0],
+        "count": [2, 1, 3, 1, 1, 1],
+    })
+    for fn in (markov_attribution, shapley_attribution):
+        pd.testing.assert_frame_equal(fn(counted), fn(rows))
+    assert attribution_diagnostics(counted) == attribution_diagnostics(rows)
+    assert attribution_diagnostics(counted)["n_paths"] == 9
+    assert attribution_diagnostics(counted)["n_conversions"] == 3
+    np.testing.assert_array_equal(markov_chain(normalize_paths(counted)).counts,
+                                  markov_chain(normalize_paths(rows)).counts)
+    with pytest.raises(ValueError, match="at least 1"):
+        normalize_paths(counted.assign(count=[2, 1, 0, 1, 1, 1]))
