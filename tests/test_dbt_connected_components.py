@@ -90,3 +90,59 @@ def compiled(settings, inline: str) -> str:
         release_dbt_duckdb()
     assert res.success, res.exception
     return res.result.results[0].node.compiled_code
+
+
+def _graph(settings, nodes: list[tuple[str, str]], edges: list[tuple[str, str]]) -> None:
+    """silver.int_identity__nodes / __edges by hand (dbt --select reads them as they are)."""
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        con.execute("create schema if not exists silver")
+        con.execute("create or replace table silver.int_identity__nodes (node_id varchar, label_key varchar)")
+        con.executemany("insert into silver.int_identity__nodes values (?, ?)", nodes)
+        con.execute("create or replace table silver.int_identity__edges (node_a varchar, node_b varchar, match_rule varchar)")
+        con.executemany("insert into silver.int_identity__edges values (?, ?, 'r')", edges)
+    finally:
+        con.close()
+
+
+def _components(settings) -> dict[str, str]:
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        return dict(con.execute("select node_id, exact_label from silver.int_identity__exact_components").fetchall())
+    finally:
+        con.close()
+
+
+def test_incremental_exact_components_recompute_the_changed_components(tmp_path):
+    """int_identity__exact_components' daily run recomputes the components with a changed node
+    (label, links, gone) and the new nodes, keeps the rest, and equals a full refresh."""
+    from retailpulse.dbt_runner import run_dbt
+
+    settings = load_settings(warehouse_path=tmp_path / "cc.duckdb", data_dir=tmp_path / "data")
+    model = ["run", "--select", "int_identity__exact_components"]
+    _graph(settings,
+           [("a", "5a"), ("b", "5b"), ("c", "5c"), ("d", "5d"), ("e", "5e"), ("f", "5f"), ("h", "5h"), ("i", "5i"),
+            ("j", "5j"), ("k", "5k")],
+           [("a", "b"), ("b", "c"), ("d", "e"), ("h", "i"), ("j", "k")])
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:  # the table as an older version wrote it: no label keys, no fingerprints, stale labels
+        con.execute("create table silver.int_identity__exact_components as "
+                    "select node_id, 'stale' as exact_label from silver.int_identity__nodes union all select 'gone', 'stale'")
+    finally:
+        con.close()
+    run_dbt(settings, model)  # the first run after the upgrade recomputes everything
+    first = _components(settings)
+    assert first == {"a": "5a", "b": "5a", "c": "5a", "d": "5d", "e": "5d", "f": "5f", "h": "5h", "i": "5h",
+                     "j": "5j", "k": "5j"}
+    # a gone (with its link), b-c cut, e-f linked, d's label now the largest, g new and linked to c,
+    # k's label smaller (j-k now labelled by k); h-i untouched
+    _graph(settings,
+           [("b", "5b"), ("c", "5c"), ("d", "9d"), ("e", "5e"), ("f", "5f"), ("g", "4g"), ("h", "5h"), ("i", "5i"),
+            ("j", "5j"), ("k", "1k")],
+           [("c", "g"), ("d", "e"), ("e", "f"), ("h", "i"), ("j", "k")])
+    run_dbt(settings, model)
+    daily = _components(settings)
+    assert daily == {"b": "5b", "c": "4g", "g": "4g", "d": "5e", "e": "5e", "f": "5e", "h": "5h", "i": "5h",
+                     "j": "1k", "k": "1k"}
+    run_dbt(settings, [*model, "--full-refresh"])
+    assert _components(settings) == daily

@@ -147,3 +147,42 @@ def test_unique_event_key_is_checked_over_the_rows_the_last_run_wrote(tmp_path):
         con.close()
     with pytest.raises(DbtError, match="unique_in_last_write"):
         run_dbt(settings, test)
+
+
+def test_ga4_devices_incremental_equal_a_full_refresh(tmp_path):
+    """int_identity__ga4_devices recomputes the devices with newly written events (and those whose
+    login id they carry); the first run over a table an older version wrote recomputes all."""
+    from retailpulse.dbt_runner import run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    settings = load_settings(warehouse_path=tmp_path / "wh.duckdb", data_dir=tmp_path / "data")
+    init_warehouse(settings)
+    _land(settings, _days_1_to_7())
+    run_dbt(settings, ["run", "--select", "stg_ga4__events", "int_ga4__events"])
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:  # as an older version wrote it: no high-water mark, stale rows
+        con.execute("create table silver.int_identity__ga4_devices as select 'dev-a' as user_pseudo_id, "
+                    "cast(null as timestamp) as first_seen_at, cast(null as timestamp) as last_seen_at, "
+                    "cast(0 as bigint) as user_id_count, 'stale' as login_user_id, cast(null as timestamp) as user_id_first_seen_at")
+    finally:
+        con.close()
+    devices = ["run", "--select", "int_identity__ga4_devices"]
+    run_dbt(settings, devices)
+    _land(settings, _days_8_to_10())
+    run_dbt(settings, ["run", "--select", "int_ga4__events"])
+    run_dbt(settings, devices)
+    cols = "user_pseudo_id, first_seen_at, last_seen_at, user_id_count, login_user_id, user_id_first_seen_at"
+
+    def read() -> pd.DataFrame:
+        con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+        try:
+            return con.execute(f"select {cols} from silver.int_identity__ga4_devices order by 1").df()
+        finally:
+            con.close()
+
+    daily = read()
+    run_dbt(settings, [*devices, "--full-refresh"])
+    full = read()
+    pd.testing.assert_frame_equal(daily, full)
+    assert list(full["user_pseudo_id"]) == ["dev-a", "dev-b", "dev-c"]
+    assert full.set_index("user_pseudo_id").loc["dev-a", "last_seen_at"].day == 10

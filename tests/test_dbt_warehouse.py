@@ -1,7 +1,7 @@
 """The dbt warehouse built from the small sandbox world, checked against the world's truth.
 
 One session-scoped warehouse: bronze as of six days before the world's end, a first
-run of the incremental models (GA4 events and sessions, devices), then bronze as of the end and a full ``dbt build`` (every model, dbt
+run of the incremental models (GA4 events and sessions, devices, exact identity components), then bronze as of the end and a full ``dbt build`` (every model, dbt
 test, unit test and singular test) through ``retailpulse.pipeline.stage_dbt``. The tests below
 read the result; the last one rebuilds every model with --full-refresh and compares each gold
 table with what the incremental path produced.
@@ -368,13 +368,14 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
         con.execute("create schema if not exists ops")
         for t in GOLD_COMPARED:
             con.execute(f"create or replace table ops.incremental_{t} as select * from gold.{t}")
-        # the incremental devices model, every column but its high-water mark
+        # the incremental devices model, every column but its high-water mark; the exact components
         con.execute(f"create or replace table ops.incremental_devices as select {DEVICE_COLUMNS} "
                     "from silver.int_identity__ga4_devices")
+        con.execute("create or replace table ops.incremental_components as select * from silver.int_identity__exact_components")
     before = {t: wh.row_count("gold", t) for t in GOLD_COMPARED}
     t0 = time.monotonic()
     release_dbt_duckdb()
-    run_dbt(built.settings, ["run", "--full-refresh", "--select", "int_ga4__events+"])
+    run_dbt(built.settings, ["run", "--full-refresh", "--select", "int_ga4__events+", "int_identity__exact_components+"])
     release_dbt_duckdb()
     print(f"\nfull refresh took {time.monotonic() - t0:.1f}s")
     diffs = {}
@@ -403,3 +404,7 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
     assert wh.row_count("ops", "incremental_devices") > 1_000
     assert wh.scalar(f"select count(*) from (({devices}) except all (select * from ops.incremental_devices)) as d") == 0
     assert wh.scalar(f"select count(*) from ((select * from ops.incremental_devices) except all ({devices})) as d") == 0
+    components = "select * from silver.int_identity__exact_components"
+    assert wh.row_count("ops", "incremental_components") > 5_000
+    assert wh.scalar(f"select count(*) from (({components}) except all (select * from ops.incremental_components)) as d") == 0
+    assert wh.scalar(f"select count(*) from ((select * from ops.incremental_components) except all ({components})) as d") == 0

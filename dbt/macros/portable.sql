@@ -189,3 +189,26 @@
     {%- endif -%}
     {{- (value | string)[:10] if value is not none else "1900-01-01" -}}
 {%- endmacro %}
+
+{#- True when `relation` exists with column `column` (case-insensitive). An incremental model that
+    reads a column of {{ this }} which an older version of the model did not write checks it
+    first: on the first run after an upgrade the column is missing until dbt appends it, so the
+    model computes that run like a full refresh. -#}
+{% macro relation_has_column(relation, column) -%}
+    {%- if not execute -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+    {{- return(column | lower in names) -}}
+{%- endmacro %}
+
+{#- A 64-bit hash of a text value, for fingerprints that only need to change when the value does
+    (DuckDB: hash; Postgres: hashtextextended, 11+). Not stable across engine versions: a
+    fingerprint stored by another version only causes a recomputation. -#}
+{% macro text_hash64(expr) -%}
+    {%- if target.type == 'postgres' -%}
+        hashtextextended({{ expr }}, 0)
+    {%- else -%}
+        hash({{ expr }})
+    {%- endif -%}
+{%- endmacro %}

@@ -5,6 +5,7 @@
 -- int_ga4__events wrote since this model's last run (processed_at after events_processed_at)
 -- and the devices whose login id is among those events' user_ids (its first-seen time may move
 -- earlier); every other device's events, and so its row, are unchanged. Equal to a full refresh.
+-- (A table written by an older version, without the high-water mark, is recomputed in full once.)
 {{
     config(
         materialized='incremental',
@@ -15,7 +16,7 @@
 }}
 
 with
-{% if is_incremental() %}
+{% if is_incremental() and relation_has_column(this, 'events_processed_at') %}
 new_events as (
     select user_pseudo_id, user_id
     from {{ ref('int_ga4__events') }}
