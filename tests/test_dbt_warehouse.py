@@ -303,6 +303,19 @@ def test_cohorts_and_kpis_are_consistent(built: Built):
     assert cohort_total == buyers
 
 
+def test_active_customers_30d_count_the_buyers_of_the_last_30_days(built: Built):
+    """kpi_daily.active_customers_30d on every day == distinct customers with a paid order on that
+    day or the 29 before it, counted here from gold.fct_orders day by day."""
+    paid = _df(built, "select distinct customer_id, cast(ordered_at as date) as d from gold.fct_orders where is_paid")
+    paid["d"] = pd.to_datetime(paid["d"])
+    kpi = _df(built, "select date_day, active_customers_30d from gold.kpi_daily order by date_day")
+    kpi["date_day"] = pd.to_datetime(kpi["date_day"])
+    expected = [paid.loc[(paid["d"] <= day) & (paid["d"] > day - pd.Timedelta(days=30)), "customer_id"].nunique()
+                for day in kpi["date_day"]]
+    assert kpi["active_customers_30d"].tolist() == expected
+    assert max(expected) > 100 and len(kpi) > 300
+
+
 def test_dim_customers_acquisition_and_scores_columns(built: Built):
     dim = _df(built, "select * from gold.dim_customers")
     assert dim["customer_id"].is_unique

@@ -79,13 +79,46 @@ daily_sessions as (
     group by session_date
 ),
 
+-- a customer is active on the 30 days from each paid order's day (the day and the 29 after).
+-- Per customer and order day: +1 from the first day that order adds (its day, or the day after
+-- the previous order's 30 days when those still run) and -1 from the day its own 30 days end;
+-- the running sum over the days counts the active customers without joining every day with
+-- every order of the 30 days before it.
+customer_order_days as (
+    select
+        customer_id,
+        order_date,
+        lag(order_date) over (partition by customer_id order by order_date) as previous_order_date
+    from (select distinct customer_id, order_date from paid) as distinct_days
+),
+
+active_changes as (
+    select
+        case
+            when previous_order_date is null then order_date
+            else greatest(order_date, {{ dbt.dateadd('day', 30, 'previous_order_date') }})
+        end as change_day,
+        1 as delta
+    from customer_order_days
+    union all
+    select {{ dbt.dateadd('day', 30, 'order_date') }}, -1
+    from customer_order_days
+),
+
+daily_active_changes as (
+    select cast(change_day as date) as change_day, sum(delta) as delta
+    from active_changes
+    group by cast(change_day as date)
+),
+
 active_30d as (
-    select spine.date_day, count(distinct paid.customer_id) as active_customers_30d
+    select
+        spine.date_day,
+        sum(coalesce(daily_active_changes.delta, 0)) over (
+            order by spine.date_day rows between unbounded preceding and current row
+        ) as active_customers_30d
     from spine
-    inner join paid
-        on paid.order_date <= spine.date_day
-        and paid.order_date > {{ dbt.dateadd('day', -30, 'spine.date_day') }}
-    group by spine.date_day
+    left join daily_active_changes on daily_active_changes.change_day = spine.date_day
 )
 
 select
