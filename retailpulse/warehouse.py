@@ -202,20 +202,10 @@ class DuckDBWarehouse(Warehouse):
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:
-        import duckdb
-
         if read_only and not self.path.exists():
             raise WarehouseError(f"no warehouse at {self.path}: run `make run` (or `retailpulse init`) first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._open(read_only)
         try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:  # another process holds the write lock
-            raise WarehouseError(
-                f"cannot open {self.path}: {str(exc).splitlines()[0]} "
-                "(another process is writing; wait for it or query the serving copy)"
-            ) from None
-        try:
-            self.apply_limits(con)
             if not read_only:
                 con.execute("begin transaction")
             yield con
@@ -237,21 +227,30 @@ class DuckDBWarehouse(Warehouse):
         medium world) and checkpointing it on close after a write; the database is checkpointed
         once, when the block ends. Not around dbt: dbt-duckdb opens the file with its own
         configuration, which DuckDB refuses while an instance with another one is open."""
+        holder = self._open(read_only=False)
+        try:
+            yield
+        finally:
+            holder.close()
+
+    def _open(self, read_only: bool) -> Any:
+        """A connection to the database file with this warehouse's limits applied."""
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            holder = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:  # another process holds the write lock
             raise WarehouseError(
                 f"cannot open {self.path}: {str(exc).splitlines()[0]} "
                 "(another process is writing; wait for it or query the serving copy)"
             ) from None
         try:
-            self.apply_limits(holder)
-            yield
-        finally:
-            holder.close()
+            self.apply_limits(con)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _exec(self, con: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
         return con.execute(sql, list(params) if params is not None else None)
