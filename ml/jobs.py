@@ -647,9 +647,9 @@ def _non_converting_paths(
     ``user_pseudo_id``).  Each journey key's sessions are split at its conversions (a converting
     session ends a segment); the sessions of a segment that are not touchpoints of a converting
     order are cut into windows of ``lookback_days`` from the segment's first such session; every
-    window is one non-converting path (its channel groups in time order); identical paths come as one
-    row with their ``count``.  ``touch_sessions`` and
-    ``converting_sessions`` are session ids (text; NULLs ignored).
+    window is one non-converting path (its channel groups in time order), and identical paths come
+    as one row with their ``count``.  ``touch_sessions`` and ``converting_sessions`` are session
+    ids (text; NULLs ignored).
     """
     cols = catalog.get("fct_sessions", set())
     need = {"session_id", "started_at", "channel_group"}
