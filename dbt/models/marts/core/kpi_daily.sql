@@ -89,7 +89,8 @@ customer_order_days as (
         customer_id,
         order_date,
         lag(order_date) over (partition by customer_id order by order_date) as previous_order_date
-    from (select distinct customer_id, order_date from paid) as distinct_days
+    -- (orders without a resolved customer count for no one, as count(distinct customer_id) did)
+    from (select distinct customer_id, order_date from paid where customer_id is not null) as distinct_days
 ),
 
 active_changes as (
