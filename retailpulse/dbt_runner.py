@@ -7,8 +7,10 @@ reach the warehouse) into a private profiles directory, so dbt never needs a han
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,54 @@ def release_dbt_duckdb() -> None:
             DuckDBConnectionManager._ENV = None
 
 
+# commands that write target/manifest.json and run_results.json as a side effect of running nodes
+_NODE_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot"})
+MANIFEST_FINGERPRINT = ".retailpulse_manifest_fingerprint"
+
+
+def manifest_fingerprint(project: Path, profiles_dir: Path, cli: list[str]) -> str:
+    """A digest of everything dbt's parsed manifest depends on: every file of the project (but its
+    target/, logs/ and packages), the profile, the command-line vars, the dbt version and the
+    ``RETAILPULSE_*`` / ``DBT_*`` environment (read by ``env_var`` in the project)."""
+    import dbt.version
+
+    h = hashlib.sha256()
+    skip = {"target", "logs", "dbt_packages", "dbt_modules"}
+    for path in sorted(p for p in project.rglob("*") if p.is_file()):
+        rel = path.relative_to(project)
+        if rel.parts[0] in skip:
+            continue
+        h.update(str(rel).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    h.update((profiles_dir / "profiles.yml").read_bytes())
+    vars_arg = cli[cli.index("--vars") + 1] if "--vars" in cli else ""
+    h.update(f"\0{vars_arg}\0{dbt.version.__version__}\0".encode())
+    for key in sorted(k for k in os.environ if k.startswith(("RETAILPULSE_", "DBT_"))):
+        h.update(f"{key}={os.environ[key]}\0".encode())
+    return h.hexdigest()
+
+
+def _target_dir(project: Path) -> Path:
+    env = os.environ.get("DBT_TARGET_PATH")
+    return Path(env) if env else project / "target"
+
+
+def _stamp_line(fingerprint: str, manifest: Path) -> str:
+    """The fingerprint with the manifest file's size and mtime: a manifest that another dbt process
+    (a user's own ``dbt`` command) wrote since does not match."""
+    try:
+        st = manifest.stat()
+    except FileNotFoundError:
+        return f"{fingerprint} missing"
+    return f"{fingerprint} {st.st_size} {st.st_mtime_ns}"
+
+
+def _written_since(path: Path, began: float) -> bool:
+    try:
+        return path.stat().st_mtime >= began - 1.0
+    except FileNotFoundError:
+        return False
+
+
 def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None,
             run_results_path: Path | None = None) -> DbtResult:
     """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes.
@@ -89,10 +139,29 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
         cli += ["--log-path", str(settings.data_path / "dbt_logs")]
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Writing manifest.json costs about a second per invocation (twice over a 3 MB document). A run
+    # of nodes skips it when the manifest in target/ was written from this very project, profile,
+    # vars and dbt version (the daily DAG reads it); run_results.json is then written below.
+    target = _target_dir(project)
+    fingerprint = stamp = None
+    if args and args[0] in _NODE_COMMANDS and not any(a.startswith(("--target-path", "--write-json", "--no-write-json"))
+                                                     for a in args):
+        fingerprint = manifest_fingerprint(project, profiles_dir, cli)
+        stamp = target / MANIFEST_FINGERPRINT
+        if stamp.is_file() and stamp.read_text().strip() == _stamp_line(fingerprint, target / "manifest.json"):
+            cli.append("--no-write-json")
+        else:
+            stamp.unlink(missing_ok=True)
+    began = time.time()
     try:
         res = dbtRunner().invoke(cli)
     finally:
         release_dbt_duckdb()
+    if "--no-write-json" in cli:
+        if hasattr(res.result, "write"):
+            res.result.write(str(target / "run_results.json"))
+    elif fingerprint is not None and stamp is not None and _written_since(target / "manifest.json", began):
+        stamp.write_text(_stamp_line(fingerprint, target / "manifest.json") + "\n")
     if run_results_path is not None and hasattr(res.result, "write"):
         run_results_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = run_results_path.with_suffix(".tmp")

@@ -1,0 +1,67 @@
+"""run_dbt: the manifest in target/ is written only when what it is parsed from changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from retailpulse.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = "stg_meta__campaign_insights"
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns
+
+
+def test_runs_of_an_unchanged_project_keep_the_manifest_and_write_run_results(tmp_path: Path) -> None:
+    from retailpulse.dbt_runner import MANIFEST_FINGERPRINT, run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    home = tmp_path / "home"
+    shutil.copytree(REPO / "dbt", home / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
+    settings = Settings(home=home, _env_file=None)
+    init_warehouse(settings)
+    target = home / "dbt" / "target"
+    manifest, run_results = target / "manifest.json", target / "run_results.json"
+    build = ["build", "--select", MODEL]
+
+    def results() -> list[str]:
+        return [r["unique_id"] for r in json.loads(run_results.read_text())["results"]]
+
+    run_dbt(settings, build)  # first run: parses and writes the manifest
+    assert (target / MANIFEST_FINGERPRINT).is_file()
+    written = _mtime(manifest)
+
+    run_dbt(settings, ["run", "--select", MODEL])  # same project: the manifest stays
+    assert _mtime(manifest) == written
+    # but run_results.json is this run's (the model, no tests)
+    assert f"model.retailpulse.{MODEL}" in results() and not [r for r in results() if r.startswith("test.")]
+
+    run_dbt(settings, build)
+    assert _mtime(manifest) == written
+    assert [r for r in results() if r.startswith("test.")]  # the model and its tests
+
+    # a changed model file: the manifest is parsed and written again, with the change
+    sql = home / "dbt" / "models" / "staging" / "meta" / f"{MODEL}.sql"
+    sql.write_text(sql.read_text() + "\n-- changed by the test\n")
+    run_dbt(settings, build)
+    assert _mtime(manifest) != written
+    nodes = json.loads(manifest.read_text())["nodes"]
+    assert "changed by the test" in nodes[f"model.retailpulse.{MODEL}"]["raw_code"]
+    written = _mtime(manifest)
+
+    # other vars: written again
+    run_dbt(settings, build, vars={"attribution_half_life_days": 3})
+    assert _mtime(manifest) != written
+    written = _mtime(manifest)
+    run_dbt(settings, build, vars={"attribution_half_life_days": 3})
+    assert _mtime(manifest) == written
+
+    # a manifest that another dbt process wrote since (a user's own dbt command) is replaced
+    manifest.write_text(manifest.read_text())
+    foreign = _mtime(manifest)
+    run_dbt(settings, build, vars={"attribution_half_life_days": 3})
+    assert _mtime(manifest) != foreign
