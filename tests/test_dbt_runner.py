@@ -65,3 +65,38 @@ def test_runs_of_an_unchanged_project_keep_the_manifest_and_write_run_results(tm
     foreign = _mtime(manifest)
     run_dbt(settings, build, vars={"attribution_half_life_days": 3})
     assert _mtime(manifest) != foreign
+
+
+def test_not_null_columns_names_every_column_that_holds_nulls(tmp_path: Path) -> None:
+    """The model-level not_null_columns test (one node for all of a model's not-null columns)
+    passes on clean data and fails with one row per column that holds NULLs, with their count."""
+    import duckdb
+    import pytest
+
+    from retailpulse.dbt_runner import DbtError, run_dbt
+    from retailpulse.pipeline import init_warehouse
+
+    settings = Settings(home=REPO, warehouse_path=tmp_path / "wh.duckdb", data_dir=tmp_path / "data", _env_file=None)
+    init_warehouse(settings)
+    run_dbt(settings, ["seed", "--select", "countries"])
+    test = ["test", "--select", "countries,test_name:not_null_columns", "--store-failures"]
+    assert [n["status"] for n in run_dbt(settings, test).nodes if n["resource_type"] == "test"] == ["pass"]
+
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:  # two rows without a calling code, one without a name; trunk_prefix is not a listed column
+        con.execute("update silver.countries set calling_code = null where country_code in ('US', 'GB')")
+        con.execute("update silver.countries set country_name = null where country_code = 'DE'")
+        con.execute("update silver.countries set trunk_prefix = null")
+    finally:
+        con.close()
+    with pytest.raises(DbtError, match="not_null_columns_countries"):
+        run_dbt(settings, test)
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        schema, table = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_name like 'not_null_columns_countries%'").fetchone()
+        rows = con.execute(f'select column_name, null_rows from "{schema}"."{table}" order by column_name').fetchall()
+    finally:
+        con.close()
+    assert rows == [("calling_code", 2), ("country_name", 1)]
