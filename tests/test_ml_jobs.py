@@ -579,6 +579,44 @@ def test_score_daily_drops_its_frames_before_dbt_rebuilds_the_marts(env, monkeyp
     assert result["dbt"] == {"selected": ["dim_customers"], "nodes": {}}
 
 
+def test_attribution_runs_while_the_scores_are_computed(env, monkeypatch):
+    """The data-driven attribution and the scoring run at the same time (each is mostly one core's
+    work); the tables they write are those a sequential run writes."""
+    import threading
+
+    settings = env["settings"]
+    wh = get_warehouse(settings)
+    tables = ("customer_scores", "customer_segments", "segment_profiles", "fct_attribution_ml")
+
+    def snapshot() -> dict[str, pd.DataFrame]:
+        out = {}
+        for t in tables:
+            df = _gold(settings, f"select * from gold.{t}")
+            out[t] = df.sort_values(list(df.columns[:4]), kind="mergesort").reset_index(drop=True)
+        return out
+
+    before = snapshot()
+    both = threading.Barrier(2, timeout=30)  # each waits for the other to have started
+    score, attribute = jobs._score, jobs.attribution_from_gold
+
+    def score_when_both_started(*args, **kwargs):
+        both.wait()
+        return score(*args, **kwargs)
+
+    def attribute_when_both_started(*args, **kwargs):
+        assert threading.current_thread() is not threading.main_thread()
+        both.wait()
+        return attribute(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "_score", score_when_both_started)
+    monkeypatch.setattr(jobs, "attribution_from_gold", attribute_when_both_started)
+    result = jobs.score_daily(settings, END, rebuild_marts=False)
+    assert result["customers_scored"] > 0 and result["attribution"]["rows"] == wh.row_count("gold", "fct_attribution_ml")
+    after = snapshot()
+    for t in tables:
+        pd.testing.assert_frame_equal(after[t], before[t], check_exact=False, rtol=1e-9)
+
+
 # ----------------------------------------------------------------------------------------- DAG
 def test_weekly_train_dag_shape():
     from retailpulse.airflow_setup import POOL, apply_env
