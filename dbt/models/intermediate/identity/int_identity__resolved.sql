@@ -20,8 +20,13 @@ fuzzy as (
     select * from {{ ref('int_identity__fuzzy_matches') }}
 ),
 
+-- only the components that a fuzzy match links take part in the second propagation: every
+-- other component is alone in that graph and keeps its exact label (the coalesce below), so the
+-- rounds and the id numbering run over thousands of labels instead of every component
 component_nodes as (
-    select distinct exact_label as node_id, exact_label as label_key from exact
+    select label_a as node_id, label_a as label_key from fuzzy
+    union
+    select label_b, label_b from fuzzy
 ),
 
 component_edges as (
@@ -85,14 +90,14 @@ resolved as (
         nodes.identifier_value,
         nodes.first_seen_at,
         exact.exact_label,
-        merged.component_label as customer_label,
+        coalesce(merged.component_label, exact.exact_label) as customer_label,
         -- anchor = the label without its tier, first-seen day, source rank and first-seen epoch
         -- (1 + 12 + 1 + 12 characters, see int_identity__nodes)
-        substr(merged.component_label, 27) as anchor_node_id,
-        substr(merged.component_label, 1, 1) as anchor_tier
+        substr(coalesce(merged.component_label, exact.exact_label), 27) as anchor_node_id,
+        substr(coalesce(merged.component_label, exact.exact_label), 1, 1) as anchor_tier
     from nodes
     inner join exact on nodes.node_id = exact.node_id
-    inner join merged on exact.exact_label = merged.node_id
+    left join merged on exact.exact_label = merged.node_id
 )
 
 select
