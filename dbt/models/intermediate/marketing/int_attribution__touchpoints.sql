@@ -4,6 +4,13 @@
 -- session. Orders GA4 never saw have no touchpoints.
 {{ config(materialized='table') }}
 
+{#- a session is a touchpoint of an order when it started in the lookback window before the order,
+    up to and including the converting session -#}
+{% set in_window -%}
+    sessions.started_at <= conversions.converting_session_started_at
+        and sessions.started_at >= {{ dbt.dateadd('day', -(var('attribution_lookback_days') | int), 'conversions.ordered_at') }}
+{%- endset %}
+
 with orders as (
     select * from {{ ref('int_orders') }}
     where is_paid
@@ -43,14 +50,18 @@ conversions as (
 ),
 
 candidate_sessions as (
-    -- sessions of the customer, and of the converting device (stitched or not)
+    -- sessions of the customer, and of the converting device (stitched or not), in the order's
+    -- window (filtered here, before the union removes the sessions found both ways: a customer's
+    -- every session paired with every order of theirs is many times the touchpoints)
     select conversions.order_id, sessions.session_id
     from conversions
     inner join sessions on sessions.customer_id = conversions.customer_id
+    where {{ in_window }}
     union
     select conversions.order_id, sessions.session_id
     from conversions
     inner join sessions on sessions.user_pseudo_id = conversions.converting_user_pseudo_id
+    where {{ in_window }}
 ),
 
 touches as (
@@ -66,8 +77,6 @@ touches as (
     from candidate_sessions
     inner join conversions on candidate_sessions.order_id = conversions.order_id
     inner join sessions on candidate_sessions.session_id = sessions.session_id
-    where sessions.started_at <= conversions.converting_session_started_at
-        and sessions.started_at >= {{ dbt.dateadd('day', -(var('attribution_lookback_days') | int), 'conversions.ordered_at') }}
 )
 
 select
