@@ -1,6 +1,12 @@
 -- One row per GA4 session, stitched to the resolved customer where known (including the
 -- anonymous sessions of a device before its first login): source, medium, campaign, channel
 -- group, device, pages, duration, conversion.
+--
+-- A view: it renames and selects columns of silver.int_sessions__stitched (a table), so a daily
+-- run does not write a million wide rows twice. The published serving copy and Parquet hold it
+-- as a table, like every gold relation.
+{{ config(materialized='view') }}
+
 with sessions as (
     select * from {{ ref('int_sessions__stitched') }}
 )
