@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,13 +111,6 @@ def _stamp_line(fingerprint: str, manifest: Path) -> str:
     return f"{fingerprint} {st.st_size} {st.st_mtime_ns}"
 
 
-def _written_since(path: Path, began: float) -> bool:
-    try:
-        return path.stat().st_mtime >= began - 1.0
-    except FileNotFoundError:
-        return False
-
-
 def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None,
             run_results_path: Path | None = None) -> DbtResult:
     """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes.
@@ -148,11 +140,11 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
                                                      for a in args):
         fingerprint = manifest_fingerprint(project, profiles_dir, cli)
         stamp = target / MANIFEST_FINGERPRINT
-        if stamp.is_file() and stamp.read_text().strip() == _stamp_line(fingerprint, target / "manifest.json"):
+        before = _stamp_line(fingerprint, target / "manifest.json")
+        if stamp.is_file() and stamp.read_text().strip() == before:
             cli.append("--no-write-json")
         else:
             stamp.unlink(missing_ok=True)
-    began = time.time()
     try:
         res = dbtRunner().invoke(cli)
     finally:
@@ -160,8 +152,10 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
     if "--no-write-json" in cli:
         if hasattr(res.result, "write"):
             res.result.write(str(target / "run_results.json"))
-    elif fingerprint is not None and stamp is not None and _written_since(target / "manifest.json", began):
-        stamp.write_text(_stamp_line(fingerprint, target / "manifest.json") + "\n")
+    elif fingerprint is not None and stamp is not None:
+        after = _stamp_line(fingerprint, target / "manifest.json")
+        if after != before and not after.endswith(" missing"):  # this invocation wrote the manifest
+            stamp.write_text(after + "\n")
     if run_results_path is not None and hasattr(res.result, "write"):
         run_results_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = run_results_path.with_suffix(".tmp")
