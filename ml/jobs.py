@@ -87,7 +87,6 @@ import logging
 import os
 import time
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -545,11 +544,13 @@ def _extra_features_for(settings: Settings):  # noqa: ANN202 - returns ml.superv
 
 
 # ------------------------------------------------------------------------------- attribution
-def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(orders, touchpoints, notes) of the converting journeys in gold.
+def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str | None]:
+    """(orders, touchpoints, notes, touchpoint relation) of the converting journeys in gold.
 
     orders: ``order_id, customer_id, net_revenue, converting_session_id``; touchpoints:
-    ``order_id, touchpoint_index, session_id, channel_group, source, medium, campaign, touched_at``.
+    ``order_id, touchpoint_index, session_id, channel_group, source, medium, campaign, touched_at``;
+    the relation: SQL (a parenthesised select with ``order_id, touchpoint_index, session_id``) of
+    the table the touchpoints came from, None when they came from ``channel_path`` (no sessions).
     """
     notes: list[str] = []
     pcols = catalog.get("fct_conversion_paths", set())
@@ -557,7 +558,7 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
         return pd.DataFrame(), pd.DataFrame(), [
             "gold.fct_conversion_paths does not exist (or lacks order_id/channel_path/net_revenue): "
             "data-driven attribution skipped; build the dbt marts first"
-        ]
+        ], None
     cust = "cast(customer_id as varchar)" if "customer_id" in pcols else "cast(null as varchar)"
     conv = "converting_session_id" if "converting_session_id" in pcols else "cast(null as varchar)"
     orders = wh.query_frame(
@@ -565,10 +566,11 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
         f"from {_tbl(wh, 'fct_conversion_paths')} order by order_id"
     )
     if orders.empty:
-        return orders, pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"]
+        return orders, pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"], None
     orders["net_revenue"] = pd.to_numeric(orders["net_revenue"]).fillna(0.0).astype("float64")
     detail = ("order_id", "touchpoint_index", "session_id", "channel_group", "source", "medium", "campaign", "touched_at")
     touch = pd.DataFrame()
+    relation: str | None = None
     # the touchpoints dbt built in this run (silver): the daily run scores before it builds
     # gold.fct_attribution (which reads this stage's output); gold.fct_attribution's linear rows
     # (one per touchpoint) serve where the silver model is missing
@@ -584,6 +586,8 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
         touch = touch[_isin(touch["order_id"], orders["order_id"])]
         if touch.empty:
             notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")
+        else:
+            relation = f"(select order_id, touchpoint_index, session_id from {table}{linear})"
     if touch.empty:
         rows = []
         for oid, path in zip(orders["order_id"], orders["channel_path"], strict=True):
@@ -594,7 +598,7 @@ def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.Data
     touch["channel_group"] = touch["channel_group"].fillna("Unassigned").astype(str)
     touch["touched_at"] = pd.to_datetime(touch["touched_at"])
     touch = touch.sort_values(["order_id", "touchpoint_index"], kind="mergesort").reset_index(drop=True)
-    return orders.drop(columns=["channel_path"]), touch, notes
+    return orders.drop(columns=["channel_path"]), touch, notes, relation
 
 
 def _group_tuples(keys: pd.DataFrame, values: pd.Series) -> list[tuple[str, ...]]:
@@ -630,72 +634,120 @@ def _isin(values: pd.Series, members: pd.Series) -> np.ndarray:
     return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
-def _stable_sort(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """``frame.sort_values(by, kind="mergesort")`` (stable, NULLs last), sorted by Arrow: pandas'
-    multi-column sort factorizes Arrow-backed strings slowly.  Text sorts by code point, as in
-    pandas."""
-    keys = pa.table({c: pa.array(frame[c], from_pandas=True) for c in by})
-    order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in by])  # NULLs last (the default)
-    return frame.take(order.to_numpy())
-
-
 def _non_converting_paths(
-    wh: Warehouse, catalog: Catalog, touch_sessions: pd.Series, converting_sessions: pd.Series, lookback_days: int
+    wh: Warehouse, catalog: Catalog, touch_relation: str | None, lookback_days: int
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Journeys that did not convert, from gold.fct_sessions (no dbt model holds them yet).
+    """Journeys that did not convert, from gold.fct_sessions (no dbt model holds them yet),
+    computed by the warehouse in one query (a million sessions at the medium world: sorting,
+    segmenting and grouping them in pandas held the GIL for seconds beside the scoring thread).
 
     A journey belongs to a customer (or, for sessions not stitched to one, a device
-    ``user_pseudo_id``).  Each journey key's sessions are split at its conversions (a converting
-    session ends a segment); the sessions of a segment that are not touchpoints of a converting
-    order are cut into windows of ``lookback_days`` from the segment's first such session; every
-    window is one non-converting path (its channel groups in time order), and identical paths come
-    as one row with their ``count``.  ``touch_sessions`` and ``converting_sessions`` are session
-    ids (text; NULLs ignored).
+    ``user_pseudo_id``).  Each journey key's sessions, in (started_at, session_id) order, are split
+    at its conversions (a converting session ends a segment); the sessions of a segment that are
+    not touchpoints of a converting order are cut into windows of ``lookback_days`` from the
+    segment's first such session; every window is one non-converting path (its channel groups in
+    time order), and identical paths come as one row with their ``count``, in the order of their
+    first journey.  Converting sessions: gold.fct_conversion_paths' ``converting_session_id`` and
+    each order's last touchpoint with a session (else, when there are none, the sessions with an
+    ``order_id``); touchpoints: ``touch_relation`` (``order_id, touchpoint_index, session_id``,
+    see :func:`_touchpoints`) for the orders of gold.fct_conversion_paths.
     """
     cols = catalog.get("fct_sessions", set())
     need = {"session_id", "started_at", "channel_group"}
     if not need <= cols or not ({"customer_id", "user_pseudo_id"} & cols):
         return pd.DataFrame(), ["gold.fct_sessions does not exist (or lacks session columns): "
                                 "Markov attribution without non-converting journeys"]
+    postgres = wh.target == "postgres"
+    text_order = ' collate "C"' if postgres else ""  # code point order on both engines
     cust = "cast(customer_id as varchar)" if "customer_id" in cols else "cast(null as varchar)"
     dev = "cast(user_pseudo_id as varchar)" if "user_pseudo_id" in cols else "cast(null as varchar)"
     order = "cast(order_id as varchar)" if "order_id" in cols else "cast(null as varchar)"
-    s = wh.query_frame(
-        f"select cast(session_id as varchar) as session_id, {cust} as customer_id, {dev} as user_pseudo_id, "
-        f"started_at, channel_group, {order} as order_id from {_tbl(wh, 'fct_sessions')} "
-        "where started_at is not null"
-    )
-    if s.empty:
-        return pd.DataFrame(), ["gold.fct_sessions is empty: Markov attribution without non-converting journeys"]
-    key = s["customer_id"].where(s["customer_id"].notna(), "device:" + s["user_pseudo_id"].astype(str))
-    key = key.where(s["customer_id"].notna() | s["user_pseudo_id"].notna())
-    s = s.assign(key=key, started_at=pd.to_datetime(s["started_at"]))
-    s = _stable_sort(s[s["key"].notna()], ["key", "started_at", "session_id"]).reset_index(drop=True)
-    has_conversions = converting_sessions.notna().any()
-    converting = pd.Series(
-        _isin(s["session_id"], converting_sessions) if has_conversions else s["order_id"].notna().to_numpy(),
-        index=s.index,
-    )
-    conv_int = converting.astype("int64")
-    s["segment"] = conv_int.groupby(s["key"], sort=False).cumsum() - conv_int
-    s = s[~(_isin(s["session_id"], touch_sessions) | converting.to_numpy())]
-    if s.empty:
+    conv = ("cast(converting_session_id as varchar)" if "converting_session_id" in catalog.get("fct_conversion_paths", set())
+            else "cast(null as varchar)")
+    window_us = int(lookback_days) * 86_400_000_000
+    if postgres:
+        window = f"floor(extract(epoch from (started_at - first_at)) * 1000000 / {window_us})"
+    else:
+        window = f"date_diff('microsecond', first_at, started_at) // {window_us}"
+    touch = (f"select t.order_id, t.touchpoint_index, cast(t.session_id as varchar) as session_id "
+             f"from {touch_relation} as t where t.order_id in (select order_id from conversion_paths)"
+             if touch_relation else
+             "select cast(null as varchar) as order_id, 0 as touchpoint_index, cast(null as varchar) as session_id "
+             "from conversion_paths where 1 = 0")
+    by_time = f"started_at, session_id{text_order}"
+    sql = f"""
+        with conversion_paths as (
+            select order_id, {conv} as converting_session_id from {_tbl(wh, 'fct_conversion_paths')}
+        ),
+        touch as ({touch}),
+        touch_sessions as (select distinct session_id from touch where session_id is not null),
+        converting as (
+            select converting_session_id as session_id from conversion_paths where converting_session_id is not null
+            union
+            select session_id from (
+                select session_id, row_number() over (partition by order_id order by touchpoint_index desc) as touch_rank
+                from touch where session_id is not null
+            ) as last_touch
+            where touch_rank = 1
+        ),
+        sessions as (
+            select
+                cast(session_id as varchar) as session_id,
+                coalesce({cust}, 'device:' || {dev}) as journey_key,
+                started_at,
+                coalesce(cast(channel_group as varchar), 'Unassigned') as channel_group,
+                {order} as order_id
+            from {_tbl(wh, 'fct_sessions')}
+            where started_at is not null and ({cust} is not null or {dev} is not null)
+        ),
+        flagged as (
+            select
+                sessions.*,
+                case
+                    when (select count(*) from converting) > 0
+                        then case when session_id in (select session_id from converting) then 1 else 0 end
+                    else case when order_id is not null then 1 else 0 end
+                end as is_converting,
+                case when session_id in (select session_id from touch_sessions) then 1 else 0 end as is_touch
+            from sessions
+        ),
+        segmented as (
+            select
+                flagged.*,
+                -- converting sessions before this one (a converting session is dropped below)
+                sum(is_converting) over (
+                    partition by journey_key order by {by_time} rows between unbounded preceding and current row
+                ) as segment
+            from flagged
+        ),
+        kept as (
+            select journey_key, segment, started_at, session_id, channel_group,
+                   min(started_at) over (partition by journey_key, segment) as first_at,
+                   row_number() over (order by journey_key{text_order}, {by_time}) as position
+            from segmented
+            where is_converting = 0 and is_touch = 0
+        ),
+        journeys as (
+            select string_agg(channel_group, chr(31) order by {by_time}) as path, min(position) as first_position
+            from (select kept.*, {window} as path_window from kept) as windowed
+            group by journey_key, segment, path_window
+        )
+        select path, count(*) as journeys, min(first_position) as first_position
+        from journeys
+        group by path
+        order by first_position
+    """
+    rows = wh.query(sql)
+    if not rows:
         return pd.DataFrame(), []
-    first = s.groupby(["key", "segment"], sort=False)["started_at"].transform("min")
-    s["window"] = ((s["started_at"] - first) // pd.Timedelta(days=int(lookback_days))).astype("int64")
-    s["channel_group"] = s["channel_group"].fillna("Unassigned").astype(str)
-    # s is now sorted by key, segment, window, started_at, session_id: within a key the rows are
-    # in (started_at, session_id) order, segment is a running count and window grows with
-    # started_at within a segment -- no second sort needed
     # identical journeys as one row with their count (the models only count them): a million
     # journeys at the medium world are some ten thousand distinct paths
-    counted = Counter(_group_tuples(s[["key", "segment", "window"]], s["channel_group"]))
     out = pd.DataFrame({
-        "path_id": [f"nc{i}" for i in range(len(counted))],
-        "channels": pd.Series(list(counted), dtype=object),
+        "path_id": [f"nc{i}" for i in range(len(rows))],
+        "channels": pd.Series([tuple(str(r[0]).split(chr(31))) for r in rows], dtype=object),
         "converted": False,
         "value": 0.0,
-        "count": np.fromiter(counted.values(), dtype="int64", count=len(counted)),
+        "count": np.array([int(r[1]) for r in rows], dtype="int64"),
     })
     return out, []
 
@@ -715,17 +767,11 @@ def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict
     """
     wh = get_warehouse(settings)
     catalog = _catalog(wh)
-    orders, touch, notes = _touchpoints(wh, catalog)
+    orders, touch, notes, touch_relation = _touchpoints(wh, catalog)
     summary: dict[str, Any] = {"orders": 0, "rows": 0, "notes": notes}
     if orders.empty or touch.empty:
         return None, summary
-    touch_sessions = touch["session_id"].dropna().astype(str)
-    conv_sessions = pd.concat(
-        [orders["converting_session_id"].dropna().astype(str),
-         touch.groupby("order_id")["session_id"].last().dropna().astype(str)],
-        ignore_index=True,
-    )
-    non_conv, more = _non_converting_paths(wh, catalog, touch_sessions, conv_sessions, settings.attribution_lookback_days)
+    non_conv, more = _non_converting_paths(wh, catalog, touch_relation, settings.attribution_lookback_days)
     notes.extend(more)
     touch = touch[_isin(touch["order_id"], orders["order_id"])]
     touch["position"] = touch.groupby("order_id", sort=False).cumcount().astype("int64") + 1
@@ -1097,8 +1143,10 @@ def score_daily(
             pointer = load_champion(settings, model_dir)
             if pointer is None:  # pragma: no cover - promote_champion always promotes the first model
                 raise MLJobError("training produced no champion; see gold.ml_model_runs")
-    summary: dict[str, Any] = {"as_of": day.isoformat(), "model_version": None, "trained": trained is not None,
-                               **_score_and_write(settings, wh, day, pointer, model_dir, attribution, skipped, warnings)}
+    with wh.kept_open():  # one open of the database file for the stage's reads and writes (not dbt's)
+        parts = _score_and_write(settings, wh, day, pointer, model_dir, attribution, skipped, warnings)
+    summary: dict[str, Any] = {"as_of": day.isoformat(), "model_version": None, "trained": trained is not None, **parts}
+    del parts
     # the frames died with _score_and_write: hand their memory back before dbt runs DuckDB up to
     # its memory limit in this process (at the large size they held GBs beside it, and the kernel
     # killed the process)

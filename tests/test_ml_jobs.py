@@ -12,6 +12,7 @@ pipeline itself never reads).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from pathlib import Path
@@ -478,7 +479,7 @@ def test_query_frame_returns_what_query_df_returns_on_duckdb(tmp_path):
     assert wh.query_frame("select 1 as x where false").columns.tolist() == ["x"]
 
 
-def test_arrow_isin_and_sort_match_pandas():
+def test_arrow_isin_matches_pandas():
     values = pd.Series(["b", None, "é", "a", "b", "Z"], dtype="str")
     members = pd.Series(["b", "é", None, "q"], dtype="str")
     assert jobs._isin(values, members).tolist() == values.isin(set(members.dropna())).tolist()
@@ -486,12 +487,73 @@ def test_arrow_isin_and_sort_match_pandas():
     assert not jobs._isin(values, members.iloc[:0]).any()
     assert jobs._isin(pd.Series([1, 2, 3]), pd.Series([2])).tolist() == [False, True, False]
     assert jobs._isin(pd.Series([1, "a", None], dtype=object), pd.Series(["a"])).tolist() == [False, True, False]
-    frame = pd.DataFrame({
-        "key": values, "at": pd.to_datetime(["2024-01-02", "2024-01-01", None, "2024-01-01", "2024-01-01", "2024-01-03"]),
-        "n": range(6),
-    })
-    expected = frame.sort_values(["key", "at"], kind="mergesort")
-    pd.testing.assert_frame_equal(jobs._stable_sort(frame, ["key", "at"]), expected)
+
+
+def _reference_non_converting_paths(sessions: pd.DataFrame, paths: pd.DataFrame, touch: pd.DataFrame | None,
+                                    lookback_days: int) -> list[tuple[tuple[str, ...], int]]:
+    """The non-converting journeys as the ML stage defines them, written plainly in pandas: a
+    journey key's sessions in (started_at, session_id) order, split after each converting session,
+    touchpoints and converting sessions dropped, cut into lookback windows from the segment's
+    first session; identical paths counted, in the order of their first journey."""
+    touch = touch[touch["order_id"].isin(set(paths["order_id"]))] if touch is not None else None
+    converting = set(paths["converting_session_id"].dropna().astype(str))
+    touching: set[str] = set()
+    if touch is not None:
+        with_session = touch[touch["session_id"].notna()].sort_values(["order_id", "touchpoint_index"])
+        converting |= set(with_session.groupby("order_id")["session_id"].last().astype(str))
+        touching = set(with_session["session_id"].astype(str))
+    s = sessions[sessions["started_at"].notna() & (sessions["customer_id"].notna() | sessions["user_pseudo_id"].notna())]
+    s = s.assign(key=[c if isinstance(c, str) else f"device:{d}" for c, d in zip(s["customer_id"], s["user_pseudo_id"])])
+    rows = sorted(s.itertuples(index=False), key=lambda r: (r.key.encode(), r.started_at, r.session_id.encode()))
+    counts: dict[tuple[str, ...], int] = {}
+    for _key, group in itertools.groupby(rows, key=lambda r: r.key):
+        segment, journeys = 0, {}
+        for r in group:
+            is_conv = r.session_id in converting if converting else isinstance(r.order_id, str)
+            if not is_conv and r.session_id not in touching:
+                first = journeys.setdefault(segment, {"first": r.started_at, "windows": {}})
+                window = (r.started_at - first["first"]) // pd.Timedelta(days=lookback_days)
+                channel = r.channel_group if isinstance(r.channel_group, str) else "Unassigned"
+                first["windows"].setdefault(window, []).append(channel)
+            segment += int(is_conv)
+        for seg in journeys.values():
+            for channels in seg["windows"].values():
+                counts[tuple(channels)] = counts.get(tuple(channels), 0) + 1
+    return list(counts.items())
+
+
+@pytest.mark.parametrize("variant", ["world", "ties_and_gaps", "no_converting_sessions"])
+def test_non_converting_paths_in_sql_equal_the_pandas_definition(tmp_path, gold_tables, variant):
+    """The warehouse computes the non-converting journeys in one query; the same journeys,
+    counts and order as the definition written out in pandas, on the small world's gold tables
+    and on edge cases: equal start times (session_id breaks the tie, by code point), sessions with
+    neither customer nor device (left out), NULL channel groups ("Unassigned"), and no converting
+    session ids at all (sessions with an order_id convert)."""
+    sessions = gold_tables["fct_sessions"].copy()
+    paths = gold_tables["fct_conversion_paths"].copy()
+    touch = gold_tables["fct_attribution"].query("model == 'linear'")
+    if variant == "ties_and_gaps":
+        rng = np.random.default_rng(7)
+        pick = rng.choice(len(sessions), size=len(sessions) // 5, replace=False)
+        sessions.loc[sessions.index[pick], "started_at"] = sessions["started_at"].iloc[pick].dt.floor("D").to_numpy()
+        sessions.loc[sessions.index[pick[:40]], ["customer_id", "user_pseudo_id"]] = None
+        sessions.loc[sessions.index[pick[40:400]], "channel_group"] = None
+        sessions.loc[sessions.index[pick[400:420]], "session_id"] = [f"Z{i}" for i in range(20)]
+    if variant == "no_converting_sessions":
+        paths["converting_session_id"] = None
+        touch = touch.assign(session_id=None)
+    settings = _settings(tmp_path)
+    write_gold(settings, {"fct_sessions": sessions, "fct_conversion_paths": paths, "fct_attribution": touch})
+    wh = get_warehouse(settings)
+    relation = "(select order_id, touchpoint_index, session_id from gold.fct_attribution)"
+    got, notes = jobs._non_converting_paths(wh, jobs._catalog(wh), relation, LOOKBACK_DAYS)
+    expected = _reference_non_converting_paths(sessions, paths, touch, LOOKBACK_DAYS)
+    assert notes == [] and len(expected) > 100
+    assert list(zip(got["channels"], got["count"].tolist(), strict=True)) == expected
+    assert got["path_id"].tolist() == [f"nc{i}" for i in range(len(expected))]
+    assert not got["converted"].any() and (got["value"] == 0).all()
+    if variant == "ties_and_gaps":
+        assert any("Unassigned" in channels for channels, _ in expected)
 
 
 def test_attribution_falls_back_to_channel_paths(tmp_path, gold_tables):
