@@ -21,8 +21,7 @@ sessions as (
         channel_group,
         coalesce(campaign_key, '(not_set)') as campaign_key,
         count(*) as sessions,
-        sum(case when is_engaged then 1 else 0 end) as engaged_sessions,
-        count(distinct customer_id) as customers
+        sum(case when is_engaged then 1 else 0 end) as engaged_sessions
     from {{ ref('int_sessions__stitched') }}
     group by session_date, channel_group, coalesce(campaign_key, '(not_set)')
 ),
@@ -33,7 +32,7 @@ attributed as (
         orders.order_date as date_day,
         attribution.model,
         attribution.channel_group,
-        coalesce({{ campaign_key('attribution.campaign') }}, '(not_set)') as campaign_key,
+        coalesce(attribution.campaign_key, '(not_set)') as campaign_key,
         attribution.credit,
         attribution.attributed_revenue,
         orders.is_first_order

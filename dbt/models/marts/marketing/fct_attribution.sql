@@ -5,7 +5,7 @@
 with rule_based as (
     select
         order_id, customer_id, model, touchpoint_index, session_id, channel_group, source, medium, campaign,
-        touched_at, credit, attributed_revenue
+        campaign_key, touched_at, credit, attributed_revenue
     from {{ ref('int_attribution__credits') }}
 ),
 
@@ -15,8 +15,8 @@ with rule_based as (
 -- events between runs never leave stale rows behind.
 current_touches as (
     select
-        order_id, touchpoint_index, customer_id, session_id, channel_group, source, medium, campaign, touched_at,
-        attributed_revenue / credit as order_revenue,
+        order_id, touchpoint_index, customer_id, session_id, channel_group, source, medium, campaign, campaign_key,
+        touched_at, attributed_revenue / credit as order_revenue,
         count(*) over (partition by order_id) as touch_count
     from rule_based
     where model = 'linear' and credit > 0
@@ -44,6 +44,7 @@ data_driven as (
         current_touches.source,
         current_touches.medium,
         current_touches.campaign,
+        current_touches.campaign_key,
         current_touches.touched_at,
         ml_rows.credit,
         ml_rows.credit * current_touches.order_revenue as attributed_revenue
