@@ -327,6 +327,54 @@ def test_dim_customers_acquisition_and_scores_columns(built: Built):
     assert abs(buyers["is_email_opted_out"].mean() - opted) < 0.08
 
 
+def test_dim_customers_shows_each_customers_newest_scores_and_segment(built: Built):
+    """The ML stage appends one scoring a day (history kept): dim_customers takes each customer's
+    newest as_of_date, and on that date the greatest model_version; the newest segmentation."""
+    from retailpulse.dbt_runner import run_dbt
+    from retailpulse.warehouse import get_warehouse
+
+    wh = get_warehouse(built.settings)
+    ids = _df(built, "select customer_id from gold.dim_customers where is_customer order by customer_id limit 3")
+    a, b, c = ids["customer_id"].tolist()
+    scores = pd.DataFrame([
+        # customer, as_of_date, model_version, p_alive
+        (a, "2025-01-01", "v2", 0.11), (a, "2025-01-03", "v1", 0.13), (a, "2025-01-02", "v9", 0.12),
+        (b, "2025-01-03", "v1", 0.21), (b, "2025-01-03", "v3", 0.23), (b, "2025-01-03", "v2", 0.22),
+        (c, "2024-12-31", "v1", 0.31),
+    ], columns=["customer_id", "as_of_date", "model_version", "p_alive"])
+    segments = pd.DataFrame([(a, "2025-01-01", "old"), (a, "2025-01-03", "newest"), (b, "2025-01-02", "only")],
+                            columns=["customer_id", "as_of_date", "segment_name"])
+    with wh.connect() as con:
+        n_scores, n_segments = (con.execute(f"select count(*) from gold.{t}").fetchall()[0][0]
+                                for t in ("customer_scores", "customer_segments"))
+        for table, frame in (("customer_scores", scores), ("customer_segments", segments)):
+            cols = ", ".join(frame.columns)
+            con.register("extra", frame)
+            con.execute(f"insert into gold.{table} ({cols}) select {cols.replace('as_of_date', 'cast(as_of_date as date)')} "
+                        "from extra")
+            con.unregister("extra")
+    try:
+        release_dbt_duckdb()
+        run_dbt(built.settings, ["run", "--select", "dim_customers"])
+        release_dbt_duckdb()
+        got = _df(built, "select customer_id, cast(scores_as_of_date as varchar) as d, scores_model_version as v, "
+                         f"p_alive, behavioural_segment from gold.dim_customers where customer_id in ('{a}', '{b}', '{c}')")
+        got = got.set_index("customer_id")
+        assert got.loc[a, ["d", "v", "p_alive", "behavioural_segment"]].tolist() == ["2025-01-03", "v1", 0.13, "newest"]
+        assert got.loc[b, ["d", "v", "p_alive", "behavioural_segment"]].tolist() == ["2025-01-03", "v3", 0.23, "only"]
+        assert got.loc[c, ["d", "v", "p_alive"]].tolist() == ["2024-12-31", "v1", 0.31]
+        assert pd.isna(got.loc[c, "behavioural_segment"])
+    finally:
+        with wh.connect() as con:
+            for table, frame in (("customer_scores", scores), ("customer_segments", segments)):
+                con.execute(f"delete from gold.{table} where customer_id in ('{a}', '{b}', '{c}') "
+                            "and as_of_date between date '2024-12-31' and date '2025-01-03'")
+        assert (wh.row_count("gold", "customer_scores"), wh.row_count("gold", "customer_segments")) == (n_scores, n_segments)
+        release_dbt_duckdb()
+        run_dbt(built.settings, ["run", "--select", "dim_customers"])
+        release_dbt_duckdb()
+
+
 def test_support_cases(built: Built):
     cases = _df(built, "select * from gold.fct_support_cases")
     assert cases["case_id"].is_unique

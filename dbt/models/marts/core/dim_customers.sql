@@ -57,17 +57,36 @@ rfm as (
     select * from {{ ref('customer_rfm') }}
 ),
 
+-- the latest scores: each customer's newest as_of_date, then the greatest model_version. The
+-- history grows by a full scoring every day, so the newest date is found by a narrow aggregate
+-- and the join reads only the rows of that date (a window over every row of the history would
+-- sort all of them in each build)
+latest_score_dates as (
+    select customer_id, max(as_of_date) as as_of_date
+    from {{ source('ml', 'customer_scores') }}
+    group by customer_id
+),
+
 scores as (
     select *
     from (
         select
             customer_scores.*,
             row_number() over (
-                partition by customer_id order by as_of_date desc, model_version desc
+                partition by customer_scores.customer_id order by customer_scores.model_version desc
             ) as score_rank
         from {{ source('ml', 'customer_scores') }} as customer_scores
+        inner join latest_score_dates
+            on customer_scores.customer_id = latest_score_dates.customer_id
+            and customer_scores.as_of_date = latest_score_dates.as_of_date
     ) as ranked
     where score_rank = 1
+),
+
+latest_segment_dates as (
+    select customer_id, max(as_of_date) as as_of_date
+    from {{ source('ml', 'customer_segments') }}
+    group by customer_id
 ),
 
 segments as (
@@ -75,8 +94,12 @@ segments as (
     from (
         select
             customer_segments.*,
-            row_number() over (partition by customer_id order by as_of_date desc) as segment_rank
+            row_number() over (partition by customer_segments.customer_id order by customer_segments.as_of_date desc)
+                as segment_rank
         from {{ source('ml', 'customer_segments') }} as customer_segments
+        inner join latest_segment_dates
+            on customer_segments.customer_id = latest_segment_dates.customer_id
+            and customer_segments.as_of_date = latest_segment_dates.as_of_date
     ) as ranked
     where segment_rank = 1
 )
