@@ -635,6 +635,18 @@ def other_section() -> list[str]:
                 *[f"| {r['label']} (scale {r['scale']}) | {len(r['pages'])} | {r['max_seconds']:.2f} | "
                   f"{r['target_seconds']:.1f} | {r['all_pages_under_target']} | {_load_avg(r['machine'])} |" for r in d["runs"]],
                 ""]
+    d = _load("publish_history")
+    if d:
+        out += ["**The daily publish against the length of the score history** "
+                "([publish_history.json](results/publish_history.json), `python -m bench.publish_history`; load average "
+                f"at start {_load_avg(d['machine'])}). gold.customer_scores and gold.customer_segments grow by a full "
+                "scoring a day; a *fresh* publish copies all of it (every daily publish did, before these tables were "
+                "published by date), the *next day's* publish writes the one new date and keeps the rest "
+                "(a fixed 1M-row table beside them is rebuilt each time).", "",
+                "| days of history | score rows | fresh publish s | next day's publish s | serving file MB |",
+                "| --- | --- | --- | --- | --- |",
+                *[f"| {r['days']} | {r['history_rows']:,} | {r['fresh_publish_s']:.2f} | {r['next_day_publish_s']:.2f} | "
+                  f"{r['serving_file_mb']:,.0f} |" for r in d["runs"]], ""]
     d = _load("orchestration_overhead")
     if d:
         out += ["**dbt per-model task rendering in Airflow** ([orchestration_overhead.json](results/orchestration_overhead.json), "
@@ -664,6 +676,7 @@ def write_markdown() -> Path:
         "make bench BENCH_ARGS=\"--size small --others\"        # + dbt DuckDB vs Postgres, sessionization, ingestion clients",
         "python -m bench.dbt_duckdb_vs_postgres | bench.sessionization | bench.ingestion_clients   # one focused bench",
         "python -m bench.world_generation | bench.ml_fit_sizes | bench.dashboard_render | bench.orchestration_overhead",
+        "python -m bench.publish_history [--days 30,180,365]   # the daily publish against the score history's length",
         "# diagnostics on a kept run (bench.run --workdir data/bench-work keeps DIR/<size>/direct):",
         "python -m bench.identity_rounds --warehouse data/bench-work/medium/direct/warehouse/retailpulse.duckdb",
         "python -m bench.ga4_load_memory --landing data/bench-work/medium/direct/data [--memory-limit 2GB] [--trace]",

@@ -3,6 +3,7 @@ the Postgres BI role (SELECT on gold only) and the optional BI copy in Postgres.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -117,6 +118,93 @@ def test_serving_copy_is_gold_only_read_only_and_has_parquet(settings):
     # erasure publishes without keeping the previous generation
     publish_gold(settings, keep_previous=False)
     assert len([p for p in settings.serving_path.iterdir() if p.name.startswith("parquet-")]) == 1
+
+
+def _scores(dates: list[str], customers: int = 300, version: str = "v1", shift: float = 0.0) -> pd.DataFrame:
+    """gold.customer_scores rows: one scoring per date (its values differ per date and ``shift``)."""
+    rows = [(f"c{i}", dt_, version, round((i % 97) / 97 + k / 1000 + shift, 6))
+            for k, dt_ in enumerate(dates) for i in range(customers)]
+    frame = pd.DataFrame(rows, columns=["customer_id", "as_of_date", "model_version", "p_alive"])
+    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
+    return frame
+
+
+def _serving_equals_gold(settings, tables) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(settings.serving_path / "retailpulse_serving.duckdb"), read_only=True)
+    try:
+        con.execute(f"attach '{settings.duckdb_path}' as wh (read_only)")
+        for t in tables:
+            for a, b in ((f"gold.{t}", f"wh.gold.{t}"), (f"wh.gold.{t}", f"gold.{t}")):
+                assert con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchall()[0][0] == 0, t
+    finally:
+        con.close()
+
+
+def test_history_tables_are_published_by_date_and_unchanged_dates_are_kept(settings):
+    """customer_scores grows by a scoring a day: a publish writes only the dates that changed
+    (the serving copy keeps the previous copy's other dates, Parquet links their files), and what
+    is published equals gold."""
+    import pyarrow.parquet as pq
+
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    days = ["2025-01-01", "2025-01-02", "2025-01-03"]
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", _scores(days), where=None, con=con)
+    publish_gold(settings)
+    folder = settings.serving_path / "parquet" / "customer_scores"
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [f"{d}.parquet" for d in days]
+    assert pq.read_table(folder / "2025-01-02.parquet").num_rows == 300
+    inode = {d: os.stat(folder / f"{d}.parquet").st_ino for d in days}
+    _serving_equals_gold(settings, ["customer_scores", "fct_orders", "dim_customers"])
+
+    # the next day: 01-03 re-scored, 01-04 added, one customer of 01-01 erased; fct_orders changes
+    _gold(wh, 2, rows=500)
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", _scores(["2025-01-03"], shift=0.5),
+                        where={"as_of_date": dt.date(2025, 1, 3)}, con=con)
+        wh.replace_rows("gold", "customer_scores", _scores(["2025-01-04"]), where={"as_of_date": dt.date(2025, 1, 4)},
+                        con=con)
+        con.execute("delete from gold.customer_scores where customer_id = 'c7' and as_of_date = date '2025-01-01'")
+    result = publish_gold(settings)
+    assert result["tables"]["customer_scores"] == 1199 and result["tables"]["fct_orders"] == 500
+    _serving_equals_gold(settings, ["customer_scores", "fct_orders", "dim_customers"])
+    now = {p.stem: os.stat(p).st_ino for p in folder.glob("*.parquet")}
+    assert sorted(now) == days + ["2025-01-04"]
+    assert now["2025-01-02"] == inode["2025-01-02"]  # unchanged: linked, not written
+    assert now["2025-01-01"] != inode["2025-01-01"] and now["2025-01-03"] != inode["2025-01-03"]
+    published = pq.read_table(folder).to_pandas()
+    assert len(published) == 1199 and published["p_alive"].sum() == pytest.approx(
+        wh.scalar("select sum(p_alive) from gold.customer_scores"))
+    assert json.loads((folder / "_fingerprints.json").read_text()).keys() == set(now)
+
+    # a date removed from gold disappears from both; erasure (keep_previous=False) links nothing
+    with wh.connect() as con:
+        con.execute("delete from gold.customer_scores where as_of_date = date '2025-01-02'")
+    publish_gold(settings, keep_previous=False)
+    _serving_equals_gold(settings, ["customer_scores"])
+    assert sorted(p.stem for p in folder.glob("*.parquet")) == ["2025-01-01", "2025-01-03", "2025-01-04"]
+    assert all(os.stat(p).st_nlink == 1 for p in folder.glob("*.parquet"))
+
+
+def test_the_serving_file_does_not_grow_from_publish_to_publish(settings):
+    """Each publish starts from a copy of the previous serving file and rebuilds the tables that
+    are not kept by date: their old blocks are reused, the file does not grow by a copy a day."""
+    wh = get_warehouse(settings)
+    sizes = []
+    for day in range(6):
+        _gold(wh, day, rows=60_000)
+        with wh.connect() as con:
+            wh.replace_rows("gold", "customer_scores", _scores(["2025-01-01"], customers=20_000, shift=day),
+                            where=None, con=con)
+        publish_gold(settings)
+        sizes.append(os.path.getsize(settings.serving_path / "retailpulse_serving.duckdb"))
+    publish_gold(settings, keep_previous=False)
+    fresh = os.path.getsize(settings.serving_path / "retailpulse_serving.duckdb")
+    assert max(sizes[2:]) <= 1.6 * fresh, (sizes, fresh)
+    _serving_equals_gold(settings, ["customer_scores", "fct_orders"])
 
 
 _READER = r"""
