@@ -638,8 +638,9 @@ def _non_converting_paths(
     wh: Warehouse, catalog: Catalog, touch_relation: str | None, lookback_days: int
 ) -> tuple[pd.DataFrame, list[str]]:
     """Journeys that did not convert, from gold.fct_sessions (no dbt model holds them yet),
-    computed by the warehouse in one query (a million sessions at the medium world: sorting,
-    segmenting and grouping them in pandas held the GIL for seconds beside the scoring thread).
+    computed by the warehouse in one query: the ML process no longer holds every session in a
+    pandas frame (a million at the medium world, ten million at the large one) beside the scoring
+    frames; only the distinct paths and their counts come back.
 
     A journey belongs to a customer (or, for sessions not stitched to one, a device
     ``user_pseudo_id``).  Each journey key's sessions, in (started_at, session_id) order, are split
