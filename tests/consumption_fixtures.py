@@ -212,7 +212,8 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
                     "attribution_id": _md5(o["order_id"], model, idx), "order_id": o["order_id"],
                     "customer_id": o["customer_id"], "model": model, "touchpoint_index": idx, "session_id": s["session_id"],
                     "channel_group": s["channel_group"], "source": s["source"], "medium": s["medium"],
-                    "campaign": s["campaign"], "touched_at": s["started_at"], "credit": float(c),
+                    "campaign": s["campaign"], "campaign_key": s["campaign_key"], "touched_at": s["started_at"],
+                    "credit": float(c),
                     "attributed_revenue": float(c) * o["net_revenue"], "is_data_driven": model in ("markov", "shapley"),
                 })
     fct_orders = fct_orders.drop(columns="_touches")
