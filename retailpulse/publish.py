@@ -202,7 +202,7 @@ def _history_parquet(con: Any, table: str, column: str, fingerprints: Fingerprin
     if previous is not None:
         with contextlib.suppress(OSError, ValueError):
             before = json.loads((previous / FINGERPRINTS_FILE).read_text())
-    linked = written = 0
+    linked = 0
     for key, fp in sorted(fingerprints.items()):
         name = f"{key}.parquet"
         if previous is not None and before.get(key) == fp:
@@ -214,21 +214,23 @@ def _history_parquet(con: Any, table: str, column: str, fingerprints: Fingerprin
                 pass  # no such file, or no hard links here: write it
         con.execute(f"copy (select * from gold.{ident(table)} where {_date_predicate(column, [key])}) "
                     f"to {_sql_str(out / name)} ({PARQUET_OPTIONS})")
-        written += 1
     (out / FINGERPRINTS_FILE).write_text(json.dumps(fingerprints, sort_keys=True))
-    return {"dates_written": written, "dates_linked": linked}
+    return {"parquet_dates_written": len(fingerprints) - linked, "parquet_dates_linked": linked}
 
 
 def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path,
-                      previous: Path | None = None, previous_parquet: Path | None = None) -> dict[str, int]:
+                      previous: Path | None = None, previous_parquet: Path | None = None,
+                      ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     """DuckDB target: copy gold table by table inside DuckDB (no round trip through pandas).
 
     With ``previous`` (the current serving file) the copy starts from it: history tables keep
     their unchanged dates, every other table is rebuilt; ``previous_parquet``: the current
-    Parquet generation, whose unchanged history dates are linked."""
+    Parquet generation, whose unchanged history dates are linked. Returns the row counts and,
+    per history table, what was rewritten (``serving_dates_rewritten``: None for a full copy)."""
     wh = get_warehouse(settings)
     assert isinstance(wh, DuckDBWarehouse)
     counts: dict[str, int] = {}
+    report: dict[str, dict[str, Any]] = {}
     # read-write on purpose: in-process readers must share the configuration of the writer (dbt
     # keeps its connection open); publish runs in the one-slot pool. Autocommit: one transaction
     # per statement (a DuckDB transaction may write to one attached database only).
@@ -263,6 +265,7 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
                 fingerprints = _date_fingerprints(con, f"gold.{ident(t)}", col) if col else None
                 if t in kept and fingerprints is not None:
                     changed = {k for k in fingerprints.keys() | kept[t].keys() if fingerprints.get(k) != kept[t].get(k)}
+                    report[t] = {"serving_dates_rewritten": sorted(changed)}
                     if changed:
                         con.execute(f"delete from __rp_serving.gold.{ident(t)} where {_date_predicate(col, changed)}")
                         con.execute(f"insert into __rp_serving.gold.{ident(t)} select * from gold.{ident(t)} "
@@ -272,8 +275,8 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
                 counts[t] = int(con.execute(f"select count(*) from __rp_serving.gold.{ident(t)}").fetchall()[0][0])
                 if fingerprints is not None:
                     earlier = previous_parquet / t if previous_parquet is not None else None
-                    _history_parquet(con, t, col, fingerprints, parquet_dir / t,
-                                     earlier if earlier is not None and earlier.is_dir() else None)
+                    report.setdefault(t, {"serving_dates_rewritten": None}).update(_history_parquet(
+                        con, t, col, fingerprints, parquet_dir / t, earlier if earlier is not None and earlier.is_dir() else None))
                 else:
                     con.execute(f"copy (select * from gold.{ident(t)}) to {_sql_str(parquet_dir / (t + '.parquet'))} "
                                 f"({PARQUET_OPTIONS})")
@@ -282,7 +285,7 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
             con.execute("detach __rp_serving")
     finally:
         con.close()
-    return counts
+    return counts, report
 
 
 def _copy_frames_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path) -> dict[str, int]:
@@ -367,10 +370,11 @@ def publish_serving_copy(settings: Settings, tables: list[str] | None = None, ke
         if wh.target == "duckdb":
             link = serving / PARQUET_LINK
             previous_parquet = link.resolve() if keep_previous and link.is_dir() else None
-            counts = _copy_duckdb_gold(settings, tables, tmp_db, parquet_dir,
-                                       previous=final if keep_previous else None, previous_parquet=previous_parquet)
+            counts, history = _copy_duckdb_gold(settings, tables, tmp_db, parquet_dir,
+                                                previous=final if keep_previous else None,
+                                                previous_parquet=previous_parquet)
         else:
-            counts = _copy_frames_gold(settings, tables, tmp_db, parquet_dir)
+            counts, history = _copy_frames_gold(settings, tables, tmp_db, parquet_dir), {}
         Path(str(tmp_db) + ".wal").unlink(missing_ok=True)  # checkpointed: nothing left in a WAL
         os.chmod(tmp_db, 0o444)  # the serving copy is read-only for everyone
         os.replace(tmp_db, final)
@@ -382,7 +386,12 @@ def publish_serving_copy(settings: Settings, tables: list[str] | None = None, ke
         if parquet_dir.exists() and not (serving / PARQUET_LINK).resolve() == parquet_dir.resolve():
             shutil.rmtree(parquet_dir, ignore_errors=True)
         raise
-    return {"serving_file": str(final), "parquet_dir": str(parquet), "tables": counts}
+    for t, done in history.items():
+        log.info("published %s by date: serving copy %s, Parquet %d dates written, %d linked", t,
+                 "rebuilt" if done["serving_dates_rewritten"] is None
+                 else f"{len(done['serving_dates_rewritten'])} dates rewritten",
+                 done.get("parquet_dates_written", 0), done.get("parquet_dates_linked", 0))
+    return {"serving_file": str(final), "parquet_dir": str(parquet), "tables": counts, "history": history}
 
 
 # --- Postgres: the BI role and the optional BI copy ------------------------------------------------

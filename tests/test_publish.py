@@ -170,6 +170,10 @@ def test_history_tables_are_published_by_date_and_unchanged_dates_are_kept(setti
         con.execute("delete from gold.customer_scores where customer_id = 'c7' and as_of_date = date '2025-01-01'")
     result = publish_gold(settings)
     assert result["tables"]["customer_scores"] == 1199 and result["tables"]["fct_orders"] == 500
+    # only the changed dates were rewritten in the copy of the previous serving file
+    assert result["history"]["customer_scores"] == {
+        "serving_dates_rewritten": ["2025-01-01", "2025-01-03", "2025-01-04"],
+        "parquet_dates_written": 3, "parquet_dates_linked": 1}
     _serving_equals_gold(settings, ["customer_scores", "fct_orders", "dim_customers"])
     now = {p.stem: os.stat(p).st_ino for p in folder.glob("*.parquet")}
     assert sorted(now) == days + ["2025-01-04"]
@@ -183,7 +187,9 @@ def test_history_tables_are_published_by_date_and_unchanged_dates_are_kept(setti
     # a date removed from gold disappears from both; erasure (keep_previous=False) links nothing
     with wh.connect() as con:
         con.execute("delete from gold.customer_scores where as_of_date = date '2025-01-02'")
-    publish_gold(settings, keep_previous=False)
+    erased = publish_gold(settings, keep_previous=False)
+    assert erased["history"]["customer_scores"] == {"serving_dates_rewritten": None, "parquet_dates_written": 3,
+                                                    "parquet_dates_linked": 0}
     _serving_equals_gold(settings, ["customer_scores"])
     assert sorted(p.stem for p in folder.glob("*.parquet")) == ["2025-01-01", "2025-01-03", "2025-01-04"]
     assert all(os.stat(p).st_nlink == 1 for p in folder.glob("*.parquet"))
