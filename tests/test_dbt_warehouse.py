@@ -281,6 +281,12 @@ def test_channel_performance_has_spend_and_attribution(built: Built):
     assert perf["revenue"].sum() == pytest.approx(paths_revenue, rel=1e-9)
     roas = _scalar(built, "select count(*) from gold.channel_performance_daily where roas is not null")
     assert roas > 0
+    # attribution rows carry their session's campaign key, so paid campaigns get revenue beside their spend
+    assert _scalar(built, "select count(*) from gold.fct_attribution a join silver.int_sessions__stitched s "
+                          "using (session_id) where a.campaign_key is distinct from s.campaign_key") == 0
+    assert _scalar(built, "select count(*) from gold.fct_attribution where campaign_key is not null") > 0
+    assert _scalar(built, "select count(*) from gold.channel_performance_daily "
+                          "where spend > 0 and attributed_revenue > 0 and campaign <> '(not_set)'") > 0
 
 
 def test_rfm_segments_sum_to_customers(built: Built):
