@@ -52,7 +52,8 @@ def task_settings():  # type: ignore[no-untyped-def]
 
 def dbt_build_for_run(settings, run_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """``dbt build`` once for the daily run ``run_id``, in-process, of every node but the ML-fed
-    marts (``ml_score`` builds those after scoring); dbt's run_results.json goes to
+    marts (``ml_score`` builds those after scoring) and of the unit tests when they passed on this
+    very project before (``run_dbt(unit_tests="when_changed")``); dbt's run_results.json goes to
     :func:`retailpulse.dbt_graph.run_results_path` (even when the build fails) for the per-model tasks."""
     import time
 
@@ -65,7 +66,7 @@ def dbt_build_for_run(settings, run_id: str) -> dict[str, Any]:  # type: ignore[
     path.unlink(missing_ok=True)  # a retry must not leave an earlier attempt's results behind
     run_results_path(settings.data_path, run_id, "ml").unlink(missing_ok=True)  # nor a later stage's
     began = time.monotonic()
-    result = run_dbt(settings, dbt_build_args(before_ml=True), run_results_path=path)
+    result = run_dbt(settings, dbt_build_args(before_ml=True), run_results_path=path, unit_tests="when_changed")
     prune_run_results(settings.data_path)
     kinds: dict[str, int] = {}
     for n in result.nodes:

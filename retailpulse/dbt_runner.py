@@ -73,6 +73,8 @@ def release_dbt_duckdb() -> None:
 # commands that write target/manifest.json and run_results.json as a side effect of running nodes
 _NODE_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot"})
 MANIFEST_FINGERPRINT = ".retailpulse_manifest_fingerprint"
+# the manifest fingerprint of the last whole-project build whose unit tests all passed
+UNIT_TESTS_PASSED = ".retailpulse_unit_tests_passed"
 
 
 def manifest_fingerprint(project: Path, profiles_dir: Path, cli: list[str]) -> str:
@@ -112,13 +114,22 @@ def _stamp_line(fingerprint: str, manifest: Path) -> str:
 
 
 def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None,
-            run_results_path: Path | None = None) -> DbtResult:
+            run_results_path: Path | None = None, unit_tests: str = "always") -> DbtResult:
     """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes.
 
     With ``run_results_path``, dbt's run_results.json of this invocation is also written there
     (written from the in-process result, before any DbtError: the daily DAG's per-model tasks
     read it, and other runs sharing dbt/target cannot overwrite it).
+
+    ``unit_tests="when_changed"`` (a ``build`` of the whole project, as the daily run does): dbt's
+    unit tests check the SQL of models against fixed inputs, not the data, so, as dbt advises,
+    they need not run on every production build. They run when the project, profile, vars, dbt
+    version or ``RETAILPULSE_*``/``DBT_*`` environment differ from the last build in which they
+    all passed (the manifest fingerprint, kept in ``target/.retailpulse_unit_tests_passed``), and
+    are left out otherwise. ``"always"``: dbt's own behaviour.
     """
+    if unit_tests not in ("always", "when_changed"):
+        raise ValueError(f"unit_tests must be 'always' or 'when_changed', not {unit_tests!r}")
     from dbt.cli.main import dbtRunner
 
     profiles_dir = write_profiles(settings)
@@ -145,6 +156,13 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
             cli.append("--no-write-json")
         else:
             stamp.unlink(missing_ok=True)
+    whole_build = bool(args) and args[0] == "build" and "--select" not in args and "-s" not in args
+    unit_stamp = target / UNIT_TESTS_PASSED if unit_tests == "when_changed" and whole_build else None
+    if unit_stamp is not None:
+        fingerprint = fingerprint or manifest_fingerprint(project, profiles_dir, cli)
+        if unit_stamp.is_file() and unit_stamp.read_text().strip() == fingerprint:
+            cli += ["--exclude-resource-type", "unit_test"]
+            log.info("dbt unit tests left out: they passed on this project, profile and vars (%s)", unit_stamp)
     try:
         res = dbtRunner().invoke(cli)
     finally:
@@ -174,6 +192,13 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
             "seconds": getattr(r, "execution_time", None),
         })
     result = DbtResult(success=bool(res.success), nodes=nodes)
+    if unit_stamp is not None and fingerprint is not None:
+        units = [n["status"] for n in nodes if n["resource_type"] == "unit_test"]
+        if units and all(status == "pass" for status in units):
+            unit_stamp.parent.mkdir(parents=True, exist_ok=True)
+            unit_stamp.write_text(fingerprint + "\n")
+        elif units:
+            unit_stamp.unlink(missing_ok=True)
     if not res.success:
         failed = result.failures
         if failed:

@@ -90,13 +90,15 @@ def dbt_build_args(full_refresh: bool = False, select: str | None = None, before
 def stage_dbt(settings: Settings, full_refresh: bool = False, select: str | None = None,
               before_ml: bool = False) -> dict[str, Any]:
     """``dbt build`` (every model, seed, snapshot and test; with ``before_ml``, as the daily run
-    does, all but the ML-fed marts, which :func:`stage_ml` builds after scoring)."""
+    does, all but the ML-fed marts, which :func:`stage_ml` builds after scoring, and the unit
+    tests only when the project changed since they last passed: see :func:`run_dbt`'s
+    ``unit_tests``)."""
     from retailpulse.dbt_runner import run_dbt
 
     init_warehouse(settings)
     args = dbt_build_args(full_refresh, select, before_ml)
     began = time.monotonic()
-    result = run_dbt(settings, args)
+    result = run_dbt(settings, args, unit_tests="when_changed" if before_ml else "always")
     kinds: dict[str, int] = {}
     for n in result.nodes:
         kinds[n["resource_type"]] = kinds.get(n["resource_type"], 0) + 1

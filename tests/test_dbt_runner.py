@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from retailpulse.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +67,52 @@ def test_runs_of_an_unchanged_project_keep_the_manifest_and_write_run_results(tm
     foreign = _mtime(manifest)
     run_dbt(settings, build, vars={"attribution_half_life_days": 3})
     assert _mtime(manifest) != foreign
+
+
+def test_the_daily_build_runs_unit_tests_again_only_when_the_project_changed(tmp_path: Path) -> None:
+    from retailpulse.dbt_runner import UNIT_TESTS_PASSED, DbtError, run_dbt
+    from retailpulse.pipeline import dbt_build_args, init_warehouse
+
+    home = tmp_path / "home"
+    shutil.copytree(REPO / "dbt", home / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
+    settings = Settings(home=home, _env_file=None)
+    init_warehouse(settings)
+    stamp = home / "dbt" / "target" / UNIT_TESTS_PASSED
+    daily = dbt_build_args(before_ml=True)
+
+    def kinds(result) -> dict[str, int]:  # noqa: ANN001
+        out: dict[str, int] = {}
+        for n in result.nodes:
+            out[n["resource_type"]] = out.get(n["resource_type"], 0) + 1
+        return out
+
+    first = kinds(run_dbt(settings, daily, unit_tests="when_changed"))
+    assert first.get("unit_test", 0) >= 4 and stamp.is_file()
+    second = kinds(run_dbt(settings, daily, unit_tests="when_changed"))  # same project: left out
+    assert "unit_test" not in second and second["test"] == first["test"] and second["model"] == first["model"]
+    assert kinds(run_dbt(settings, daily)).get("unit_test") == first["unit_test"]  # "always": dbt's default
+    # other vars (here one the unit tests do not depend on, given explicitly): they run again
+    assert kinds(run_dbt(settings, daily, vars={"ga4_extra_lookback_days": 0},
+                         unit_tests="when_changed")).get("unit_test") == first["unit_test"]
+    # a build with --select does not record them (it may not have run all of them)
+    stamp.unlink()
+    run_dbt(settings, ["build", "--select", "int_attribution__credits"], unit_tests="when_changed")
+    assert not stamp.exists()
+
+    # a changed model that breaks its unit test: it runs, fails the build and is not recorded as passed
+    run_dbt(settings, daily, unit_tests="when_changed")
+    assert stamp.is_file()
+    sql = home / "dbt" / "models" / "intermediate" / "marketing" / "int_attribution__credits.sql"
+    original = sql.read_text()
+    broken = original.replace("when 'linear' then 1.0 / touch_count", "when 'linear' then 0.5 / touch_count")
+    assert broken != original
+    sql.write_text(broken)
+    with pytest.raises(DbtError, match="attribution_models_split_credit_as_documented"):
+        run_dbt(settings, daily, unit_tests="when_changed")
+    assert not stamp.exists()
+    sql.write_text(original)  # repaired: they run (and pass) before they are left out again
+    assert kinds(run_dbt(settings, daily, unit_tests="when_changed")).get("unit_test") == first["unit_test"]
+    assert "unit_test" not in kinds(run_dbt(settings, daily, unit_tests="when_changed"))
 
 
 def test_not_null_columns_names_every_column_that_holds_nulls(tmp_path: Path) -> None:
