@@ -40,6 +40,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,27 @@ def _history_parquet(con: Any, table: str, column: str, fingerprints: Fingerprin
     return {"parquet_dates_written": len(fingerprints) - linked, "parquet_dates_linked": linked}
 
 
+def _write_parquet(con: Any, tables: list[str], history: dict[str, str], fingerprints: dict[str, Fingerprints],
+                   parquet_dir: Path, previous_parquet: Path | None) -> dict[str, dict[str, int]]:
+    """One Parquet file per gold table in ``parquet_dir`` (a history table: a directory by date,
+    :func:`_history_parquet`), on its own connection ``con`` (closed at the end). Returns, per
+    history table, the dates written and linked."""
+    done: dict[str, dict[str, int]] = {}
+    try:
+        for t in tables:
+            col = history.get(t)
+            if col is not None:
+                earlier = previous_parquet / t if previous_parquet is not None else None
+                done[t] = _history_parquet(con, t, col, fingerprints[t], parquet_dir / t,
+                                           earlier if earlier is not None and earlier.is_dir() else None)
+            else:
+                con.execute(f"copy (select * from gold.{ident(t)}) to {_sql_str(parquet_dir / (t + '.parquet'))} "
+                            f"({PARQUET_OPTIONS})")
+    finally:
+        con.close()
+    return done
+
+
 def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path,
                       previous: Path | None = None, previous_parquet: Path | None = None,
                       ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
@@ -260,26 +282,33 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
                 for t in stale:
                     con.execute(f"drop table if exists __rp_serving.gold.{ident(t)}")
                 con.execute("checkpoint __rp_serving")  # the dropped tables' blocks are reused below
-            for t in tables:
-                col = history.get(t)
-                fingerprints = _date_fingerprints(con, f"gold.{ident(t)}", col) if col else None
-                if t in kept and fingerprints is not None:
-                    changed = {k for k in fingerprints.keys() | kept[t].keys() if fingerprints.get(k) != kept[t].get(k)}
-                    report[t] = {"serving_dates_rewritten": sorted(changed)}
-                    if changed:
-                        con.execute(f"delete from __rp_serving.gold.{ident(t)} where {_date_predicate(col, changed)}")
-                        con.execute(f"insert into __rp_serving.gold.{ident(t)} select * from gold.{ident(t)} "
-                                    f"where {_date_predicate(col, changed)}")
-                else:
-                    con.execute(f"create table __rp_serving.gold.{ident(t)} as select * from gold.{ident(t)}")
-                counts[t] = int(con.execute(f"select count(*) from __rp_serving.gold.{ident(t)}").fetchall()[0][0])
-                if fingerprints is not None:
-                    earlier = previous_parquet / t if previous_parquet is not None else None
-                    report.setdefault(t, {"serving_dates_rewritten": None}).update(_history_parquet(
-                        con, t, col, fingerprints, parquet_dir / t, earlier if earlier is not None and earlier.is_dir() else None))
-                else:
-                    con.execute(f"copy (select * from gold.{ident(t)}) to {_sql_str(parquet_dir / (t + '.parquet'))} "
-                                f"({PARQUET_OPTIONS})")
+            fingerprints = {t: _date_fingerprints(con, f"gold.{ident(t)}", col) for t, col in history.items()}
+            # the Parquet files are written by a second connection while this one fills the serving
+            # copy: each statement alone keeps the two cores about three quarters busy
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-parquet") as pool:
+                parquet = pool.submit(_write_parquet, con.cursor(), tables, history, fingerprints, parquet_dir,
+                                      previous_parquet)
+                try:
+                    for t in tables:
+                        col = history.get(t)
+                        if t in kept and col is not None:
+                            changed = {k for k in fingerprints[t].keys() | kept[t].keys()
+                                       if fingerprints[t].get(k) != kept[t].get(k)}
+                            report[t] = {"serving_dates_rewritten": sorted(changed)}
+                            if changed:
+                                con.execute(f"delete from __rp_serving.gold.{ident(t)} "
+                                            f"where {_date_predicate(col, changed)}")
+                                con.execute(f"insert into __rp_serving.gold.{ident(t)} select * from gold.{ident(t)} "
+                                            f"where {_date_predicate(col, changed)}")
+                        else:
+                            con.execute(f"create table __rp_serving.gold.{ident(t)} as select * from gold.{ident(t)}")
+                        counts[t] = int(con.execute(f"select count(*) from __rp_serving.gold.{ident(t)}").fetchall()[0][0])
+                except BaseException:
+                    wait([parquet])  # its connection closes before this one; this error is the one raised
+                    raise
+                written = parquet.result()  # the Parquet writer's error, if any, is raised here
+            for t, done in written.items():
+                report.setdefault(t, {"serving_dates_rewritten": None}).update(done)
             con.execute("checkpoint __rp_serving")
         finally:
             con.execute("detach __rp_serving")

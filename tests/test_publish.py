@@ -85,6 +85,55 @@ def test_publish_refuses_raw_pii_and_keeps_the_previous_copy(settings):
     assert not [p for p in settings.serving_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("failing", ["parquet", "serving"])
+def test_a_failure_on_either_connection_fails_the_publish_and_keeps_the_previous_copy(settings, monkeypatch, failing):
+    """The Parquet files are written on a second connection while the first fills the serving copy:
+    an error on either is raised, and neither the serving file nor the Parquet link moves."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from retailpulse import publish
+
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    first = publish_gold(settings)
+    before = Path(first["parquet_dir"]).resolve()
+    _gold(wh, 2, rows=10)
+    if failing == "parquet":  # every COPY of the Parquet connection fails
+        monkeypatch.setattr(publish, "PARQUET_OPTIONS", "format parquet, compression no_such_codec")
+        match = "compression"
+    else:  # the serving copy's CREATE TABLE of fct_orders fails; the Parquet connection works
+        real_connect = duckdb.connect
+
+        class Failing:
+            def __init__(self, con):  # noqa: ANN001
+                self._con = con
+
+            def execute(self, sql, *args):  # noqa: ANN001, ANN202
+                if sql.startswith("create table __rp_serving.gold.") and '"fct_orders"' in sql:
+                    raise duckdb.IOException("serving copy failed at fct_orders")
+                return self._con.execute(sql, *args)
+
+            def __getattr__(self, name):  # noqa: ANN001, ANN204
+                return getattr(self._con, name)
+
+        monkeypatch.setattr(duckdb, "connect", lambda *a, **k: Failing(real_connect(*a, **k)))
+        match = "serving copy failed at fct_orders"
+    with pytest.raises(duckdb.Error, match=match):
+        publish_gold(settings)
+    monkeypatch.undo()
+    parquet = settings.serving_path / "parquet"
+    assert parquet.resolve() == before
+    assert pq.read_table(parquet / "fct_orders.parquet").column("generation").to_pylist() == [1] * 2000
+    con = duckdb.connect(first["serving_file"], read_only=True)
+    try:
+        assert con.execute("select count(*), min(generation) from gold.fct_orders").fetchone() == (2000, 1)
+    finally:
+        con.close()
+    assert not [p for p in settings.serving_path.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in settings.serving_path.iterdir() if p.name.startswith("parquet-")) == [before.name]
+
+
 # --- the serving copy ----------------------------------------------------------------------------
 def test_serving_copy_is_gold_only_read_only_and_has_parquet(settings):
     import duckdb
