@@ -481,7 +481,8 @@ def _settings(tmp: Path, **overrides: Any):
 
 def build_small_world_warehouse(small_world: Path, root: Path) -> Built:
     """The session warehouse of the dbt tests (fixture ``built`` in conftest): bronze as of six
-    days before the world's end, a first run of the incremental models (GA4 events and sessions, devices, exact identity components), then bronze as of the
+    days before the world's end, a first run of the incremental models (GA4 events and sessions, devices, exact
+    identity components, rule-based attribution credits), then bronze as of the
     end and a full ``dbt build`` through ``retailpulse.pipeline.stage_dbt``."""
     import time
 
@@ -497,7 +498,8 @@ def build_small_world_warehouse(small_world: Path, root: Path) -> Built:
     t = time.monotonic()
     load_bronze(settings, small_world, frames=bronze.as_of(bronze.end - dt.timedelta(days=6)))
     run_dbt(settings, ["seed"])
-    run_dbt(settings, ["run", "--select", "+int_ga4__sessions", "+int_identity__exact_components"])
+    run_dbt(settings, ["run", "--select", "+int_ga4__sessions", "+int_identity__exact_components",
+                       "+int_attribution__credits"])
     release_dbt_duckdb()
     seconds["first_run"] = time.monotonic() - t
     # day T: late GA4 events of earlier days arrive; incremental build of everything + all tests

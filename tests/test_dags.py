@@ -120,7 +120,8 @@ def test_dbt_is_rendered_per_model_following_the_manifest(dagbag, manifest):
             if uid not in ml_fed and deps & (ml_sources | ml_fed):
                 ml_fed.add(uid)
                 changed = True
-    assert {rendered[u]["name"] for u in ml_fed} == {"dim_customers", "fct_attribution", "channel_performance_daily"}
+    assert {rendered[u]["name"] for u in ml_fed} == {"dim_customers", "int_attribution__data_driven", "fct_attribution",
+                                                    "channel_performance_daily"}
     for task_id, uid in by_task.items():
         t = dag.get_task(task_id)
         parents = {f"dbt.{rendered[p]['name']}" for p in manifest["nodes"][uid]["depends_on"].get("nodes", []) if p in rendered}

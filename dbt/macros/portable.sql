@@ -212,3 +212,25 @@
         hash({{ expr }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- The values of ``columns`` as one text that differs whenever one of them does: each value as
+    text prefixed by its length (so values holding the separator cannot shift into a neighbour),
+    NULL as '-'. For row fingerprints (text_hash64 of it). -#}
+{% macro row_text(columns) -%}
+    {%- for c in columns -%}
+        coalesce(cast(length(cast({{ c }} as {{ dbt.type_string() }})) as {{ dbt.type_string() }}) || ':'
+            || cast({{ c }} as {{ dbt.type_string() }}), '-')
+        {%- if not loop.last %} || '|' || {% endif -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+{#- A 64-bit hash of the values of ``columns`` (a row fingerprint; NULLs and positions count).
+    DuckDB: hash() of the columns themselves (no text is built); Postgres: hashtextextended of
+    row_text(columns). Not stable across engine versions (as text_hash64). -#}
+{% macro row_hash64(columns) -%}
+    {%- if target.type == 'postgres' -%}
+        hashtextextended({{ row_text(columns) }}, 0)
+    {%- else -%}
+        hash({{ columns | join(', ') }})
+    {%- endif -%}
+{%- endmacro %}

@@ -9,9 +9,71 @@
 --                    normalised per order
 --   position_based   40% first, 40% last, 20% shared by the middle ones; one touch 100%,
 --                    two touches 50/50
-with touchpoints as (
+--
+-- Incremental by order: an order's rows depend only on its own touchpoints (every column of
+-- int_attribution__touchpoints) and the half-life, so each row keeps a fingerprint of them
+-- (inputs_fingerprint: the touch count, the sum of 64-bit hashes of the touchpoint rows and the
+-- half-life). A run recomputes the orders whose fingerprint changed or that are new; orders that
+-- no longer have touchpoints are deleted (post-hook). Equal to a full refresh (test
+-- test_daily_runs_equal_a_full_refresh). A change of this file's rules needs a full refresh
+-- (dbt build --full-refresh --select int_attribution__credits+), as for every incremental model.
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=["{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from "
+                   "{{ ref('int_attribution__touchpoints') }} as touchpoints "
+                   "where touchpoints.order_id = {{ this.identifier }}.order_id){% endif %}"]
+    )
+}}
+
+{% set touchpoint_columns = ['order_id', 'customer_id', 'ordered_at', 'net_revenue', 'is_first_order',
+    'converting_session_id', 'session_id', 'touchpoint_index', 'touch_count', 'touched_at',
+    'days_before_conversion', 'channel_group', 'source', 'medium', 'campaign', 'campaign_key'] %}
+
+with all_touchpoints as (
     select * from {{ ref('int_attribution__touchpoints') }}
 ),
+
+order_inputs as (
+    select
+        order_id,
+        cast(count(*) as {{ dbt.type_string() }}) || ':'
+            || cast(sum({{ row_hash64(touchpoint_columns) }}) as {{ dbt.type_string() }})
+            || ':' || '{{ var("attribution_half_life_days") }}' as inputs_fingerprint
+    from all_touchpoints
+    group by order_id
+),
+
+{% if is_incremental() and relation_has_column(this, 'inputs_fingerprint') %}
+previous as (
+    -- one row per order: its first touchpoint under first_touch
+    select order_id, inputs_fingerprint from {{ this }}
+    where model = 'first_touch' and touchpoint_index = 1
+),
+
+changed_orders as (
+    select order_inputs.order_id, order_inputs.inputs_fingerprint
+    from order_inputs
+    left join previous on previous.order_id = order_inputs.order_id
+    where previous.order_id is null
+        or previous.inputs_fingerprint is distinct from order_inputs.inputs_fingerprint
+),
+
+touchpoints as (
+    select all_touchpoints.*, changed_orders.inputs_fingerprint
+    from all_touchpoints
+    inner join changed_orders on changed_orders.order_id = all_touchpoints.order_id
+),
+{% else %}
+touchpoints as (
+    select all_touchpoints.*, order_inputs.inputs_fingerprint
+    from all_touchpoints
+    inner join order_inputs on order_inputs.order_id = all_touchpoints.order_id
+),
+{% endif %}
 
 flags as (
     select
@@ -65,6 +127,8 @@ credits as (
 )
 
 select
+    {{ dbt.hash(dbt.concat(['order_id', "'|'", 'model', "'|'", 'cast(touchpoint_index as ' ~ dbt.type_string() ~ ')'])) }}
+        as attribution_id,
     order_id,
     customer_id,
     model,
@@ -80,5 +144,8 @@ select
     ordered_at,
     is_first_order,
     cast(credit as {{ type_double() }}) as credit,
-    cast(credit * net_revenue as {{ type_double() }}) as attributed_revenue
+    cast(credit * net_revenue as {{ type_double() }}) as attributed_revenue,
+    inputs_fingerprint,
+    -- the run that (re)computed the order
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as processed_at
 from credits
