@@ -146,3 +146,95 @@ def test_incremental_exact_components_recompute_the_changed_components(tmp_path)
                      "j": "1k", "k": "1k"}
     run_dbt(settings, [*model, "--full-refresh"])
     assert _components(settings) == daily
+
+
+def _stitch_inputs(settings, sessions: list[tuple], identity: list[tuple]) -> None:
+    """silver.int_ga4__sessions (session_id, user_pseudo_id, user_id, country, processed_at) and
+    silver.int_identity__resolved (node_id, customer_id, changed_at) by hand, plus the countries
+    seed (as dbt seed would write it)."""
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        con.execute("create schema if not exists silver")
+        con.execute("create or replace table silver.int_ga4__sessions (session_id varchar, user_pseudo_id varchar, "
+                    "user_id varchar, country varchar, processed_at timestamp)")
+        con.executemany("insert into silver.int_ga4__sessions values (?, ?, ?, ?, ?)", sessions)
+        con.execute("create or replace table silver.int_identity__resolved (node_id varchar, customer_id varchar, "
+                    "changed_at timestamp)")
+        con.executemany("insert into silver.int_identity__resolved values (?, ?, ?)", identity)
+        con.execute("create or replace table silver.countries (country_code varchar, country_name varchar)")
+        con.execute("insert into silver.countries values ('DE', 'Germany'), ('FR', 'France')")
+    finally:
+        con.close()
+
+
+def _stitched(settings) -> dict[str, tuple]:
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        return {r[0]: r[1:] for r in con.execute(
+            "select session_id, customer_id, stitched_by, country_code, stitched_at from silver.int_sessions__stitched"
+        ).fetchall()}
+    finally:
+        con.close()
+
+
+def test_incremental_stitching_re_stitches_what_changed_and_equals_a_full_refresh(tmp_path):
+    """int_sessions__stitched's daily run re-stitches the sessions rewritten upstream, the sessions
+    of identifiers whose resolution changed and those stitched through an identifier that left the
+    graph; it keeps every other session as it was and equals a full refresh."""
+    import datetime as dt
+
+    from retailpulse.dbt_runner import run_dbt
+
+    settings = load_settings(warehouse_path=tmp_path / "st.duckdb", data_dir=tmp_path / "data")
+    model = ["run", "--select", "int_sessions__stitched"]
+    t0, t1 = dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 2)
+    _stitch_inputs(settings, [
+        ("s1", "d1", "u1", "Germany", t0),   # logged in: through u1
+        ("s2", "d1", None, "DE", t0),        # the same device before its login: through d1
+        ("s3", "d2", "u2", "France", t0),    # u2 will leave the graph (its device stays c2's)
+        ("s4", "d3", None, "FR", t0),        # d3 will change customer
+        ("s5", "d4", None, "Spain", t0),     # untouched, anonymous device
+        ("s6", "d5", "u5", "DE", t0),        # untouched, logged in
+    ], [
+        ("ga4_user_id:u1", "c1", t0), ("ga4_user_pseudo_id:d1", "c1", t0),
+        ("ga4_user_id:u2", "c2", t0), ("ga4_user_pseudo_id:d2", "c2", t0),
+        ("ga4_user_pseudo_id:d3", "c3", t0), ("ga4_user_pseudo_id:d4", None, t0),
+        ("ga4_user_id:u5", "c5", t0), ("ga4_user_pseudo_id:d5", "c5", t0),
+    ])
+    run_dbt(settings, model)  # the first run stitches everything
+    first = _stitched(settings)
+    assert {k: v[:3] for k, v in first.items()} == {
+        "s1": ("c1", "user_id", "DE"), "s2": ("c1", "device", "DE"), "s3": ("c2", "user_id", "FR"),
+        "s4": ("c3", "device", "FR"), "s5": (None, None, "SPAIN"), "s6": ("c5", "user_id", "DE")}
+    stamp = first["s1"][3]
+    # the next day: s1 rewritten upstream (now in France), s7 new; u2 left the graph (its row
+    # deleted, not changed); d3 resolved to c1 now; everything else as before
+    t2 = stamp + dt.timedelta(seconds=1)  # written after the first run started, like a later run
+    _stitch_inputs(settings, [
+        ("s1", "d1", "u1", "France", t2), ("s2", "d1", None, "DE", t0), ("s3", "d2", "u2", "France", t0),
+        ("s4", "d3", None, "FR", t0), ("s5", "d4", None, "Spain", t0), ("s6", "d5", "u5", "DE", t0),
+        ("s7", "d3", None, "DE", t2),
+    ], [
+        ("ga4_user_id:u1", "c1", t0), ("ga4_user_pseudo_id:d1", "c1", t0), ("ga4_user_pseudo_id:d2", "c2", t0),
+        ("ga4_user_pseudo_id:d3", "c1", t2), ("ga4_user_pseudo_id:d4", None, t0),
+        ("ga4_user_id:u5", "c5", t0), ("ga4_user_pseudo_id:d5", "c5", t0),
+    ])
+    run_dbt(settings, model)
+    daily = _stitched(settings)
+    assert {k: v[:3] for k, v in daily.items()} == {
+        "s1": ("c1", "user_id", "FR"), "s2": ("c1", "device", "DE"), "s3": ("c2", "device", "FR"),
+        "s4": ("c1", "device", "FR"), "s5": (None, None, "SPAIN"), "s6": ("c5", "user_id", "DE"),
+        "s7": ("c1", "device", "DE")}
+    restitched = {k for k, v in daily.items() if v[3] != stamp}
+    assert restitched == {"s1", "s3", "s4", "s7"}, restitched
+    # a session gone upstream is deleted
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        con.execute("delete from silver.int_ga4__sessions where session_id = 's6'")
+    finally:
+        con.close()
+    run_dbt(settings, model)
+    assert "s6" not in _stitched(settings)
+    daily = {k: v[:3] for k, v in _stitched(settings).items()}
+    run_dbt(settings, [*model, "--full-refresh"])
+    assert {k: v[:3] for k, v in _stitched(settings).items()} == daily

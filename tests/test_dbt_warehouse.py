@@ -449,6 +449,12 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
         # first run at T-6 (late GA4 events, new orders and sessions, refunds) and kept the others
         runs = dict(con.execute("select processed_at, count(distinct order_id) from silver.int_attribution__credits "
                                 "group by 1 order by 1").fetchall())
+        # likewise the stitched sessions (sessions rewritten upstream, or whose identifiers'
+        # resolution changed) and the resolved identities (written only where they changed)
+        stitch_runs = dict(con.execute("select stitched_at, count(*) from silver.int_sessions__stitched "
+                                       "group by 1 order by 1").fetchall())
+        resolve_runs = dict(con.execute("select changed_at, count(*) from silver.int_identity__resolved "
+                                        "group by 1 order by 1").fetchall())
     before = {t: wh.row_count("gold", t) for t in GOLD_COMPARED}
     t0 = time.monotonic()
     release_dbt_duckdb()
@@ -485,6 +491,11 @@ def test_daily_runs_equal_a_full_refresh(built: Built):
     kept, recomputed = runs.values()
     print(f"credits at T: {kept} orders kept from T-6, {recomputed} recomputed")
     assert kept > 1_000 and 100 < recomputed < kept, runs
+    for name, counts in (("stitched sessions", stitch_runs), ("resolved identifiers", resolve_runs)):
+        assert len(counts) == 2, (name, counts)
+        kept, rewritten = counts.values()
+        print(f"{name} at T: {kept} kept from T-6, {rewritten} rewritten")
+        assert kept > 1_000 and 50 < rewritten < kept, (name, counts)
     assert wh.row_count("ops", "incremental_credits") == wh.row_count("silver", "int_attribution__credits") > 5_000
     # every column equal; credit and attributed_revenue up to the last bits (time_decay sums an
     # order's weights in the order the engine's window reads them)

@@ -6,7 +6,26 @@
 -- match_rule / match_confidence per identifier: within the anchor's exact component the rule
 -- of its strongest deterministic link (or "anchor"), confidence 1.0; in a component joined by
 -- a fuzzy match, that match's rule and confidence.
-{{ config(materialized='table') }}
+--
+-- Incremental, and written only where it changed: every run resolves every identifier (above),
+-- then writes the rows that differ from the previous run's (new identifiers, a changed customer,
+-- rule or confidence, ...) with changed_at = the run's start, and deletes identifiers that are
+-- no longer in the graph (post-hook). Rows that did not change keep their changed_at, so
+-- int_sessions__stitched re-stitches only the sessions of identifiers changed since its own
+-- last run. Equal to a full refresh.
+{{
+    config(
+        materialized='incremental',
+        unique_key='node_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=["{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from "
+                   "{{ ref('int_identity__nodes') }} as nodes where nodes.node_id = {{ this.identifier }}.node_id)"
+                   "{% endif %}"]
+    )
+}}
+{% set resolved_columns = ['node_id', 'identifier_type', 'identifier_value', 'first_seen_at', 'customer_id',
+    'anchor_node_id', 'exact_label', 'match_rule', 'match_confidence'] %}
 
 with nodes as (
     select * from {{ ref('int_identity__nodes') }}
@@ -98,27 +117,41 @@ resolved as (
     from nodes
     inner join exact on nodes.node_id = exact.node_id
     left join merged on exact.exact_label = merged.node_id
+),
+
+resolved_rows as (
+    select
+        resolved.node_id,
+        resolved.identifier_type,
+        resolved.identifier_value,
+        resolved.first_seen_at,
+        case when resolved.anchor_tier <> '3' then {{ dbt.hash('resolved.anchor_node_id') }} end as customer_id,
+        resolved.anchor_node_id,
+        resolved.exact_label,
+        case
+            when resolved.anchor_tier = '3' then 'anonymous_device'
+            when resolved.exact_label <> resolved.customer_label then coalesce(best_fuzzy.match_rule, 'fuzzy_chain')
+            when resolved.node_id = resolved.anchor_node_id then 'anchor'
+            else coalesce(best_exact.match_rule, 'anchor')
+        end as match_rule,
+        case
+            when resolved.anchor_tier = '3' then null
+            when resolved.exact_label <> resolved.customer_label then coalesce(best_fuzzy.match_confidence, 0.9)
+            else 1.0
+        end as match_confidence
+    from resolved
+    left join best_fuzzy on resolved.exact_label = best_fuzzy.label
+    left join best_exact on resolved.node_id = best_exact.node_id
 )
 
 select
-    resolved.node_id,
-    resolved.identifier_type,
-    resolved.identifier_value,
-    resolved.first_seen_at,
-    case when resolved.anchor_tier <> '3' then {{ dbt.hash('resolved.anchor_node_id') }} end as customer_id,
-    resolved.anchor_node_id,
-    resolved.exact_label,
-    case
-        when resolved.anchor_tier = '3' then 'anonymous_device'
-        when resolved.exact_label <> resolved.customer_label then coalesce(best_fuzzy.match_rule, 'fuzzy_chain')
-        when resolved.node_id = resolved.anchor_node_id then 'anchor'
-        else coalesce(best_exact.match_rule, 'anchor')
-    end as match_rule,
-    case
-        when resolved.anchor_tier = '3' then null
-        when resolved.exact_label <> resolved.customer_label then coalesce(best_fuzzy.match_confidence, 0.9)
-        else 1.0
-    end as match_confidence
-from resolved
-left join best_fuzzy on resolved.exact_label = best_fuzzy.label
-left join best_exact on resolved.node_id = best_exact.node_id
+    resolved_rows.*,
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as changed_at
+from resolved_rows
+{% if is_incremental() and relation_has_column(this, 'changed_at') %}
+left join {{ this }} as previous on previous.node_id = resolved_rows.node_id
+where previous.node_id is null
+    {%- for c in resolved_columns if c != 'node_id' %}
+    or previous.{{ c }} is distinct from resolved_rows.{{ c }}
+    {%- endfor %}
+{% endif %}

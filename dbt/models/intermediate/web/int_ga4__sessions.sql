@@ -104,5 +104,8 @@ select
     purchases,
     order_id is not null as is_converted,
     ({{ dbt.datediff('started_at', 'ended_at', 'second') }} >= 10 or page_views >= 2 or order_id is not null)
-        as is_engaged
+        as is_engaged,
+    -- the run that (re)wrote the session: int_sessions__stitched re-stitches the sessions written
+    -- since its own last run
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }}) as processed_at
 from sessions
