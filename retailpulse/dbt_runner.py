@@ -156,7 +156,9 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
             cli.append("--no-write-json")
         else:
             stamp.unlink(missing_ok=True)
-    whole_build = bool(args) and args[0] == "build" and "--select" not in args and "-s" not in args
+    # only a build of the whole project (exclusions aside) runs every unit test it could record
+    selecting = {"--select", "-s", "--models", "-m", "--selector", "--resource-type", "--resource-types"}
+    whole_build = bool(args) and args[0] == "build" and not selecting.intersection(args)
     unit_stamp = target / UNIT_TESTS_PASSED if unit_tests == "when_changed" and whole_build else None
     if unit_stamp is not None:
         fingerprint = fingerprint or manifest_fingerprint(project, profiles_dir, cli)

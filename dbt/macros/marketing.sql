@@ -62,3 +62,13 @@
 {% macro campaign_key(name) -%}
     nullif(trim(both '_' from {{ regexp_replace_all("replace(lower(trim(" ~ name ~ ")), '%', 'pct')", "[^a-z0-9]+", "_") }}), '')
 {%- endmacro %}
+
+{#- The rule-based attribution models of int_attribution__credits, one row each (column model). -#}
+{% macro rule_based_attribution_models() -%}
+    select 'first_touch' as model union all
+    select 'last_touch' union all
+    select 'last_non_direct' union all
+    select 'linear' union all
+    select 'time_decay' union all
+    select 'position_based'
+{%- endmacro %}

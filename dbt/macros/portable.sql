@@ -234,3 +234,14 @@
         hash({{ columns | join(', ') }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- Post-hook of an incremental model that keeps only rows whose ``key`` is still in ``source``
+    (a relation upstream): after an incremental run, delete the rows of ``this`` whose key left
+    it. Nothing on a full build (the model was rebuilt from ``source``). -#}
+{% macro delete_rows_missing_from(source, key) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where not exists (
+            select 1 from {{ source }} as kept where kept.{{ key }} = {{ this.identifier }}.{{ key }}
+        )
+    {%- endif -%}
+{%- endmacro %}

@@ -19,9 +19,7 @@
         unique_key='node_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        post_hook=["{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from "
-                   "{{ ref('int_identity__nodes') }} as nodes where nodes.node_id = {{ this.identifier }}.node_id)"
-                   "{% endif %}"]
+        post_hook=["{{ delete_rows_missing_from(ref('int_identity__nodes'), 'node_id') }}"]
     )
 }}
 {% set resolved_columns = ['node_id', 'identifier_type', 'identifier_value', 'first_seen_at', 'customer_id',

@@ -23,9 +23,7 @@
         unique_key='order_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        post_hook=["{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from "
-                   "{{ ref('int_attribution__touchpoints') }} as touchpoints "
-                   "where touchpoints.order_id = {{ this.identifier }}.order_id){% endif %}"]
+        post_hook=["{{ delete_rows_missing_from(ref('int_attribution__touchpoints'), 'order_id') }}"]
     )
 }}
 
@@ -95,12 +93,7 @@ weighted as (
 ),
 
 models as (
-    select 'first_touch' as model union all
-    select 'last_touch' union all
-    select 'last_non_direct' union all
-    select 'linear' union all
-    select 'time_decay' union all
-    select 'position_based'
+    {{ rule_based_attribution_models() }}
 ),
 
 credits as (

@@ -7,12 +7,7 @@
 {{ config(materialized='table') }}
 
 with rule_based_models as (
-    select 'first_touch' as model union all
-    select 'last_touch' union all
-    select 'last_non_direct' union all
-    select 'linear' union all
-    select 'time_decay' union all
-    select 'position_based'
+    {{ rule_based_attribution_models() }}
 ),
 
 current_touches as (

@@ -15,9 +15,7 @@
         unique_key='session_id',
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        post_hook=["{% if is_incremental() %}delete from {{ this }} where not exists (select 1 from "
-                   "{{ ref('int_ga4__sessions') }} as sessions "
-                   "where sessions.session_id = {{ this.identifier }}.session_id){% endif %}"]
+        post_hook=["{{ delete_rows_missing_from(ref('int_ga4__sessions'), 'session_id') }}"]
     )
 }}
 
