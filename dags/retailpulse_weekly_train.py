@@ -9,7 +9,7 @@ Wiring only; every step is a function in ml.jobs:
    (``<data>/models/champion.json``, ``promoted_at`` in gold.ml_model_runs) when they beat their
    baselines, or when there is no champion yet; otherwise the previous champion keeps serving.
 3. ``score`` -- :func:`ml.jobs.score_daily` for the training date with the champion: writes
-   gold.customer_scores and gold.fct_attribution_ml and rebuilds dim_customers, fct_attribution
+   gold.customer_scores and gold.attribution_channel_weights and rebuilds dim_customers, fct_attribution
    and channel_performance_daily. (retailpulse_daily scores every day after its dbt build.)
 
 The as-of date is ``{"as_of": "YYYY-MM-DD"}`` from the run conf, else the last day with a paid

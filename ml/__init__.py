@@ -18,5 +18,5 @@ Modules (only :mod:`ml.artifacts` touches the file system, only :mod:`ml.jobs` t
 - :mod:`ml.jobs`        the warehouse integration: features from gold (RFM in SQL), weekly training
                         with gold.ml_model_runs and champion.json, daily scoring into
                         gold.customer_scores, gold.customer_segments, gold.segment_profiles and
-                        gold.fct_attribution_ml.
+                        gold.attribution_channel_weights (Markov / Shapley channel weights).
 """

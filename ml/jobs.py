@@ -13,13 +13,13 @@ Public functions
 :func:`rfm_summary_from_gold`         the RFM summary computed IN SQL; equals :func:`ml.features.rfm_summary`.
 :func:`behavior_features_from_gold`   sessions, channel mix, funnel depth, support cases, refunds, consent,
                                       tenure as of a cutoff (extra features of the xgboost models).
-:func:`attribution_from_gold`         Markov + Shapley credits per order touchpoint (rows for
-                                      gold.fct_attribution_ml).
+:func:`attribution_from_gold`         Markov + Shapley channel weights (rows for
+                                      gold.attribution_channel_weights).
 :func:`train_models`                  time-split training + evaluation (:func:`ml.pipeline.run_ml`), artifacts,
                                       rows in gold.ml_model_runs, promotion (weekly DAG).
 :func:`promote_champion`              decide and record the serving champion (``champion.json``).
 :func:`score_daily`                   score every customer as of a date into gold.customer_scores, write
-                                      gold.fct_attribution_ml, build the marts that read them.
+                                      gold.attribution_channel_weights, build the marts that read them.
 :func:`latest_order_date`, :func:`load_champion`, :func:`ensure_ml_tables`, :func:`models_dir`.
 
 Inputs from gold (built by dbt)
@@ -37,9 +37,8 @@ summary:
   the current value, not as of the cutoff).
 * ``gold.fct_conversion_paths`` -- converting journeys (one row per converting order).
 * ``silver.int_attribution__touchpoints`` (else ``gold.fct_attribution``'s rule-based ``linear``
-  rows, one per touchpoint) -- touchpoint details (session, source, medium, campaign, time) of the
-  converting journeys.  Without either the touchpoints come from
-  ``fct_conversion_paths.channel_path`` (channel only).
+  rows, one per touchpoint) -- the channel groups and sessions of the converting journeys'
+  touchpoints.  Without either the channels come from ``fct_conversion_paths.channel_path``.
 
 The daily run builds every model except those that read this stage's tables (dim_customers,
 fct_attribution, channel_performance_daily: :data:`retailpulse.dbt_graph.ML_FED_SELECTOR`) before
@@ -59,9 +58,11 @@ Outputs (gold)
     one profile row per segment (:mod:`ml.segments`), per as_of_date; re-scoring a date replaces
     them (one segmentation per date; skipped with the reason in the summary when there are too
     few customers or features).
-``fct_attribution_ml``  order x touchpoint x model (``markov``, ``shapley``) in the columns of
-    ``gold.fct_attribution``; credits of every order and model sum to 1.  Replaced as a whole on
-    every scoring run: it always covers every converting order in gold.
+``attribution_channel_weights``  model (``markov``, ``shapley``) x channel group: the weight
+    (removal effect, Shapley value), its share and the conversions and revenue it credits
+    (:data:`CHANNEL_WEIGHT_COLUMNS`).  Replaced as a whole on every scoring run.  dbt's
+    int_attribution__data_driven splits every converting order over its current touchpoints in
+    proportion to these weights (the rows ``is_data_driven`` of ``gold.fct_attribution``).
 ``ml_model_runs``  one row per evaluated model per training (append; ``run_id`` unique and
     deterministic, so re-training on the same data replaces its own rows).
 
@@ -94,11 +95,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ml.artifacts import load_artifact, save_artifact, to_jsonable
-from ml.attribution import attribute_paths, order_credits
+from ml.attribution import attribute_paths
 from ml.clv import CLVModel, InsufficientDataError, ModelFitError
 from ml.evaluation import qualifies, run_task
 from ml.holdout import HOLDOUT_DECILE_COLUMNS, holdout_deciles
@@ -119,12 +118,16 @@ MONTHLY_DISCOUNT_RATE = 0.01
 DEFAULT_HORIZON_DAYS = 90
 
 ATTRIBUTION_MODELS = ("markov", "shapley")
-FCT_ATTRIBUTION_COLUMNS: tuple[str, ...] = (
-    "order_id", "customer_id", "model", "touchpoint_index", "session_id", "channel_group", "source", "medium",
-    "campaign", "touched_at", "credit", "attributed_revenue",
+CHANNEL_WEIGHT_COLUMNS: tuple[str, ...] = (
+    "model", "channel_group", "weight", "credit_share", "credited_conversions", "credited_value",
+    "conversion_probability", "conversion_probability_without_channel",
 )
+# the ML stage's per-touchpoint credits table of earlier versions (the credits are computed by dbt
+# from gold.attribution_channel_weights now): dropped when the stage writes, so that it is neither
+# published nor read again
+OBSOLETE_TABLES = ("fct_attribution_ml",)
 
-# logical column types of the tables this module writes (customer_scores, fct_attribution_ml,
+# logical column types of the tables this module writes (customer_scores, attribution_channel_weights,
 # customer_segments and segment_profiles match dbt/models/marts/_ml__sources.yml, which the dbt
 # on-run-start hook creates)
 TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -134,10 +137,10 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("expected_purchases_365d", "double"), ("predicted_clv_12m", "double"), ("value_tier", "text"),
         ("churn_risk_band", "text"),
     ),
-    "fct_attribution_ml": (
-        ("order_id", "text"), ("customer_id", "text"), ("model", "text"), ("touchpoint_index", "bigint"),
-        ("session_id", "text"), ("channel_group", "text"), ("source", "text"), ("medium", "text"),
-        ("campaign", "text"), ("touched_at", "timestamp"), ("credit", "double"), ("attributed_revenue", "double"),
+    "attribution_channel_weights": (
+        ("model", "text"), ("channel_group", "text"), ("weight", "double"), ("credit_share", "double"),
+        ("credited_conversions", "double"), ("credited_value", "double"), ("conversion_probability", "double"),
+        ("conversion_probability_without_channel", "double"),
     ),
     "customer_segments": (
         ("customer_id", "text"), ("as_of_date", "date"), ("segmentation_version", "text"), ("segment_id", "bigint"),
@@ -266,7 +269,8 @@ def _require_orders(wh: Warehouse) -> Catalog:
 
 
 def ensure_ml_tables(settings: Settings) -> list[str]:
-    """Create gold.customer_scores, gold.fct_attribution_ml and gold.ml_model_runs when missing.
+    """Create the tables this module writes (:data:`TABLE_COLUMNS`) when missing, and drop the
+    ML tables of earlier versions (:data:`OBSOLETE_TABLES`).
 
     Same columns and types as the dbt on-run-start hook; existing tables are never touched.
     Returns the tables created.
@@ -280,6 +284,11 @@ def ensure_ml_tables(settings: Settings) -> list[str]:
         for table in missing:
             ddl = ", ".join(f"{ident(c)} {types[t]}" for c, t in TABLE_COLUMNS[table])
             wh.execute(f"create table if not exists {_tbl(wh, table)} ({ddl})")
+    for table in OBSOLETE_TABLES:
+        if table in catalog:
+            log.info("dropping gold.%s: an earlier version's ML table, replaced by gold.attribution_channel_weights",
+                     table)
+            wh.execute(f"drop table if exists {_tbl(wh, table)}")
     return missing
 
 
@@ -544,94 +553,98 @@ def _extra_features_for(settings: Settings):  # noqa: ANN202 - returns ml.superv
 
 
 # ------------------------------------------------------------------------------- attribution
-def _touchpoints(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str | None]:
-    """(orders, touchpoints, notes, touchpoint relation) of the converting journeys in gold.
+def _touch_source(wh: Warehouse) -> tuple[str, str, str] | None:
+    """(origin, relation, row filter) of the converting journeys' touchpoints: the silver model dbt
+    built in this run, else gold.fct_attribution's ``linear`` rows (one per touchpoint); None
+    when neither exists. The daily run scores before it builds gold.fct_attribution (which reads
+    this stage's output), so it reads the silver one."""
+    found = _first_table(wh, [("silver", "int_attribution__touchpoints", {"order_id", "touchpoint_index", "session_id",
+                                                                           "channel_group"}),
+                              ("gold", "fct_attribution", {"order_id", "touchpoint_index", "session_id",
+                                                           "channel_group", "model"})])
+    if found is None:
+        return None
+    origin, table, _ = found
+    return origin, table, ("model = 'linear'" if origin == "gold.fct_attribution" else "1 = 1")
 
-    orders: ``order_id, customer_id, net_revenue, converting_session_id``; touchpoints:
-    ``order_id, touchpoint_index, session_id, channel_group, source, medium, campaign, touched_at``;
-    the relation: SQL (a parenthesised select with ``order_id, touchpoint_index, session_id``) of
-    the table the touchpoints came from, None when they came from ``channel_path`` (no sessions).
+
+def _converting_paths(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, list[str], str | None]:
+    """(paths, notes, touchpoint relation) of the converting journeys in gold.
+
+    paths: one row per distinct channel path of gold.fct_conversion_paths' orders (channel groups
+    of the touchpoints in order, NULL as ``Unassigned``), ``converted`` True, ``count`` its orders
+    and ``value`` their summed net revenue, in the order of the first order id -- computed by the
+    warehouse, only the distinct paths come back (the models count identical journeys once with
+    their count and value). The relation: SQL (a parenthesised select of ``order_id,
+    touchpoint_index, session_id``) of the touchpoints, None when they came from
+    ``fct_conversion_paths.channel_path`` (no sessions).
     """
-    notes: list[str] = []
     pcols = catalog.get("fct_conversion_paths", set())
     if not {"order_id", "channel_path", "net_revenue"} <= pcols:
-        return pd.DataFrame(), pd.DataFrame(), [
+        return pd.DataFrame(), [
             "gold.fct_conversion_paths does not exist (or lacks order_id/channel_path/net_revenue): "
             "data-driven attribution skipped; build the dbt marts first"
         ], None
-    cust = "cast(customer_id as varchar)" if "customer_id" in pcols else "cast(null as varchar)"
-    conv = "converting_session_id" if "converting_session_id" in pcols else "cast(null as varchar)"
-    orders = wh.query_frame(
-        f"select order_id, {cust} as customer_id, net_revenue, {conv} as converting_session_id, channel_path "
-        f"from {_tbl(wh, 'fct_conversion_paths')} order by order_id"
-    )
-    if orders.empty:
-        return orders, pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"], None
-    orders["net_revenue"] = pd.to_numeric(orders["net_revenue"]).fillna(0.0).astype("float64")
-    detail = ("order_id", "touchpoint_index", "session_id", "channel_group", "source", "medium", "campaign", "touched_at")
-    touch = pd.DataFrame()
+    notes: list[str] = []
+    orders_sql = (f"select order_id, coalesce(cast(net_revenue as double precision), 0) as net_revenue "
+                  f"from {_tbl(wh, 'fct_conversion_paths')}")
+    source = _touch_source(wh)
+    rows: list[tuple[Any, ...]] = []
     relation: str | None = None
-    # the touchpoints dbt built in this run (silver): the daily run scores before it builds
-    # gold.fct_attribution (which reads this stage's output); gold.fct_attribution's linear rows
-    # (one per touchpoint) serve where the silver model is missing
-    found = _first_table(wh, [("silver", "int_attribution__touchpoints", set(detail)),
-                              ("gold", "fct_attribution", {*detail, "model"})])
-    if found is None:
+    if source is None:
         notes.append("neither silver.int_attribution__touchpoints nor gold.fct_attribution exists: "
                      "touchpoints taken from fct_conversion_paths.channel_path")
     else:
-        origin, table, _ = found
-        linear = " where model = 'linear'" if origin == "gold.fct_attribution" else ""
-        touch = wh.query_frame(f"select {', '.join(detail)} from {table}{linear} order by order_id, touchpoint_index")
-        touch = touch[_isin(touch["order_id"], orders["order_id"])]
-        if touch.empty:
-            notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")
+        origin, table, where = source
+        rows = wh.query(f"""
+            with conversion_paths as ({orders_sql}),
+            touch as (
+                select order_id, touchpoint_index, coalesce(cast(channel_group as varchar), 'Unassigned') as channel_group
+                from {table}
+                where {where} and order_id in (select order_id from conversion_paths)
+            ),
+            per_order as (
+                select order_id, string_agg(channel_group, chr(31) order by touchpoint_index) as path
+                from touch
+                group by order_id
+            )
+            select per_order.path, count(*) as orders, sum(conversion_paths.net_revenue) as revenue,
+                   min(per_order.order_id) as first_order
+            from per_order
+            inner join conversion_paths on conversion_paths.order_id = per_order.order_id
+            group by per_order.path
+            order by first_order
+        """)
+        if rows:
+            relation = f"(select order_id, touchpoint_index, session_id from {table} where {where})"
         else:
-            relation = f"(select order_id, touchpoint_index, session_id from {table}{linear})"
-    if touch.empty:
-        rows = []
-        for oid, path in zip(orders["order_id"], orders["channel_path"], strict=True):
-            for i, ch in enumerate([p.strip() for p in str(path or "").split(">") if p.strip()], start=1):
-                rows.append((oid, i, None, ch, None, None, None, pd.NaT))
-        touch = pd.DataFrame(rows, columns=list(detail))
-    touch["touchpoint_index"] = pd.to_numeric(touch["touchpoint_index"]).astype("int64")
-    touch["channel_group"] = touch["channel_group"].fillna("Unassigned").astype(str)
-    touch["touched_at"] = pd.to_datetime(touch["touched_at"])
-    touch = touch.sort_values(["order_id", "touchpoint_index"], kind="mergesort").reset_index(drop=True)
-    return orders.drop(columns=["channel_path"]), touch, notes, relation
-
-
-def _group_tuples(keys: pd.DataFrame, values: pd.Series) -> list[tuple[str, ...]]:
-    """The ``values`` of each run of equal ``keys`` rows (frame sorted by the keys), as tuples."""
-    if len(values) == 0:
-        return []
-    change = np.zeros(len(keys), dtype=bool)
-    change[0] = True
-    for c in keys.columns:
-        col = keys[c].to_numpy()
-        change[1:] |= col[1:] != col[:-1]
-    bounds = [*np.flatnonzero(change).tolist(), len(values)]
-    vals = values.astype(str).tolist()
-    return [tuple(vals[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def _isin(values: pd.Series, members: pd.Series) -> np.ndarray:
-    """``values.isin(members)`` as a bool array, computed by Arrow for text keys.
-
-    pandas' ``isin`` on Arrow-backed strings (the ``str`` dtype) loops in Python over the values
-    (seconds at a million sessions).  NULLs are never members.  Other dtypes use pandas.
-    """
-    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_null)
-    try:
-        arr = pa.array(values, from_pandas=True)
-        pool = pa.array(members.dropna(), from_pandas=True)
-        arrow = any(t(arr.type) for t in text) and any(t(pool.type) for t in text)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects
-        arrow = False
-    if not arrow:
-        return values.isin(set(members.dropna())).to_numpy(dtype=bool)
-    found = pc.is_in(arr.cast(pa.large_string()), value_set=pool.cast(pa.large_string()), skip_nulls=True)
-    return found.fill_null(False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+            notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")
+    if rows:
+        paths = [tuple(str(r[0]).split(chr(31))) for r in rows]
+        counts = [int(r[1]) for r in rows]
+        values = [float(r[2] or 0.0) for r in rows]
+    else:  # no touchpoint table: each order's channel_path ("a > b > c")
+        orders = wh.query_frame(f"select order_id, coalesce(cast(net_revenue as double precision), 0) as net_revenue, "
+                                f"channel_path from {_tbl(wh, 'fct_conversion_paths')} order by order_id")
+        if orders.empty:
+            return pd.DataFrame(), [*notes, "gold.fct_conversion_paths is empty: no converting journeys to attribute"], None
+        agg: dict[tuple[str, ...], list[float]] = {}
+        for path, value in zip(orders["channel_path"], orders["net_revenue"], strict=True):
+            channels = tuple(p.strip() for p in str(path or "").split(">") if p.strip())
+            if channels:
+                entry = agg.setdefault(channels, [0, 0.0])
+                entry[0] += 1
+                entry[1] += float(value)
+        paths, counts, values = list(agg), [int(v[0]) for v in agg.values()], [v[1] for v in agg.values()]
+    if not paths:
+        return pd.DataFrame(), [*notes, "no converting order has a touchpoint: nothing to attribute"], None
+    return pd.DataFrame({
+        "path_id": [f"c{i}" for i in range(len(paths))],
+        "channels": pd.Series(paths, dtype=object),
+        "converted": True,
+        "value": np.array(values, dtype="float64"),
+        "count": np.array(counts, dtype="int64"),
+    }), notes, relation
 
 
 def _non_converting_paths(
@@ -754,64 +767,51 @@ def _non_converting_paths(
 
 
 def attribution_from_gold(settings: Settings) -> tuple[pd.DataFrame | None, dict[str, Any]]:
-    """Markov and Shapley credits for every converting order in gold (see the module docstring).
+    """Markov and Shapley channel weights of the converting and non-converting journeys in gold
+    (see the module docstring): rows for gold.attribution_channel_weights.
 
-    Converting journeys: gold.fct_conversion_paths (touchpoint details from
-    silver.int_attribution__touchpoints, else gold.fct_attribution's ``linear`` rows); non-converting journeys: :func:`_non_converting_paths` over gold.fct_sessions
-    with ``settings.attribution_lookback_days``.  Channels are channel groups.  Markov weights are
-    removal effects, Shapley weights Shapley values of the conversion-count game; each order's
-    credit is split over its touchpoints in proportion to their channel's weight
-    (:func:`ml.attribution.order_credits`), so the credits of an order sum to 1 under each model.
+    Converting journeys: gold.fct_conversion_paths with their touchpoints' channel groups
+    (:func:`_converting_paths`); non-converting journeys: :func:`_non_converting_paths` over
+    gold.fct_sessions with ``settings.attribution_lookback_days``. Markov weights are removal
+    effects, Shapley weights Shapley values of the conversion-count game. dbt splits each order
+    over its touchpoints in proportion to these weights (int_attribution__data_driven, the SQL of
+    :func:`ml.attribution.order_credits`), so every order's credits sum to 1 under each model.
 
-    Returns (frame in :data:`FCT_ATTRIBUTION_COLUMNS` or None when nothing can be attributed,
-    JSON-able summary with channel weights and notes).
+    Returns (frame in :data:`CHANNEL_WEIGHT_COLUMNS` or None when nothing can be attributed,
+    JSON-able summary with the channel shares and notes).
     """
     wh = get_warehouse(settings)
     catalog = _catalog(wh)
-    orders, touch, notes, touch_relation = _touchpoints(wh, catalog)
+    conv_paths, notes, touch_relation = _converting_paths(wh, catalog)
     summary: dict[str, Any] = {"orders": 0, "rows": 0, "notes": notes}
-    if orders.empty or touch.empty:
+    if conv_paths.empty:
         return None, summary
     non_conv, more = _non_converting_paths(wh, catalog, touch_relation, settings.attribution_lookback_days)
     notes.extend(more)
-    touch = touch[_isin(touch["order_id"], orders["order_id"])]
-    touch["position"] = touch.groupby("order_id", sort=False).cumcount().astype("int64") + 1
-    ids = touch["order_id"].drop_duplicates()
-    channels = pd.Series(_group_tuples(touch[["order_id"]], touch["channel_group"]), index=ids.to_numpy(), dtype=object)
-    conv_paths = orders[_isin(orders["order_id"], ids)].copy()
-    conv_paths["channels"] = conv_paths["order_id"].map(channels)
-    paths = pd.DataFrame({
-        "path_id": conv_paths["order_id"].to_numpy(),
-        "channels": conv_paths["channels"].to_numpy(),
-        "converted": True,
-        "value": conv_paths["net_revenue"].to_numpy(dtype="float64"),
-        "count": 1,
-    })
-    if not non_conv.empty:
-        paths = pd.concat([paths, non_conv], ignore_index=True)
+    paths = pd.concat([conv_paths, non_conv], ignore_index=True) if not non_conv.empty else conv_paths
     markov, shapley, diag = attribute_paths(paths)
-    weights = pd.concat([markov[["model", "channel", "weight"]], shapley[["model", "channel", "weight"]]],
-                        ignore_index=True)
-    credits = order_credits(
-        conv_paths.rename(columns={"net_revenue": "value"})[["order_id", "channels", "value"]], weights
-    )
-    credits = credits.rename(columns={"touchpoint_index": "position"})
-    frame = credits.merge(touch.drop(columns=["channel_group"]), on=["order_id", "position"], how="left",
-                          validate="many_to_one")
-    frame = frame.merge(conv_paths[["order_id", "customer_id"]], on="order_id", how="left", validate="many_to_one")
-    frame = frame.rename(columns={"channel": "channel_group", "credit_fraction": "credit",
-                                  "credited_revenue": "attributed_revenue"})
-    frame = frame[list(FCT_ATTRIBUTION_COLUMNS)].sort_values(["model", "order_id", "touchpoint_index"], kind="mergesort")
-    frame = frame.reset_index(drop=True)
-    frame["touchpoint_index"] = frame["touchpoint_index"].astype("int64")
-    frame["credit"] = frame["credit"].astype("float64")
-    frame["attributed_revenue"] = frame["attributed_revenue"].astype("float64")
-    for c in ("order_id", "customer_id", "session_id", "channel_group", "source", "medium", "campaign", "model"):
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    frames = []
+    for model in (markov, shapley):
+        frames.append(pd.DataFrame({
+            "model": model["model"].astype(str).to_numpy(dtype=object),
+            "channel_group": model["channel"].astype(str).to_numpy(dtype=object),
+            "weight": model["weight"].astype("float64").to_numpy(),
+            "credit_share": model["credit_share"].astype("float64").to_numpy(),
+            "credited_conversions": model["credited_conversions"].astype("float64").to_numpy(),
+            "credited_value": model["credited_value"].astype("float64").to_numpy(),
+            "conversion_probability": (model["conversion_probability"] if "conversion_probability" in model.columns
+                                       else pd.Series(np.nan, index=model.index)).astype("float64").to_numpy(),
+            "conversion_probability_without_channel": (
+                model["conversion_probability_without"] if "conversion_probability_without" in model.columns
+                else pd.Series(np.nan, index=model.index)).astype("float64").to_numpy(),
+        }))
+    frame = pd.concat(frames, ignore_index=True)[list(CHANNEL_WEIGHT_COLUMNS)]
+    orders = int(conv_paths["count"].sum())
     summary.update({
-        "orders": int(conv_paths["order_id"].nunique()),
+        "orders": orders,
         "rows": int(len(frame)),
-        "converting_paths": int(len(conv_paths)),
+        "converting_paths": orders,
+        "distinct_converting_paths": int(len(conv_paths)),
         "non_converting_paths": int(non_conv["count"].sum()) if len(non_conv) else 0,
         "channels": int(diag["n_channels"]),
         "conversion_probability": float(markov["conversion_probability"].iloc[0]) if len(markov) else None,
@@ -1116,7 +1116,7 @@ def score_daily(
        gold.customer_segments / gold.segment_profiles: the behavioural segments of the scored
        customers (:func:`ml.segments.segment_customers` on the RFM, tenure and behaviour
        features), replacing the date's rows.
-    4. With ``attribution``: gold.fct_attribution_ml replaced by :func:`attribution_from_gold`
+    4. With ``attribution``: gold.attribution_channel_weights replaced by :func:`attribution_from_gold`
        (same transaction as the scores).
     5. With ``rebuild_marts``: ``dbt build`` of the marts that read these tables and everything
        below them, with their tests (:func:`rebuild_ml_marts`), so that gold.dim_customers shows
@@ -1205,7 +1205,7 @@ def _score_and_write(
                     rows = rows if rows is not None else pd.DataFrame({c: [] for c in cols})
                     wh.replace_rows("gold", table, rows, where={"as_of_date": day}, con=con)
             if attr_frame is not None:
-                wh.replace_rows("gold", "fct_attribution_ml", attr_frame, where=None, con=con)
+                wh.replace_rows("gold", "attribution_channel_weights", attr_frame, where=None, con=con)
     return {
         "model_version": version,
         "customers_scored": 0 if scores is None else int(len(scores)),
@@ -1299,7 +1299,7 @@ def rebuild_ml_marts(settings: Settings, run_results_path: Path | None = None) -
 __all__ = [
     "BEHAVIOR_FEATURES",
     "CHAMPION_FILE",
-    "FCT_ATTRIBUTION_COLUMNS",
+    "CHANNEL_WEIGHT_COLUMNS",
     "InsufficientHistoryError",
     "MLJobError",
     "attribution_from_gold",

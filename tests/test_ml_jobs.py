@@ -360,13 +360,13 @@ def test_score_daily_scores_every_customer_in_valid_ranges(env, gold_tables):
 def test_rescoring_replaces_the_date_and_other_dates_add_history(env, gold_tables):
     settings = env["settings"]
     wh = get_warehouse(settings)
-    count, credits = wh.row_count("gold", "customer_scores"), wh.row_count("gold", "fct_attribution_ml")
+    count, weights = wh.row_count("gold", "customer_scores"), wh.row_count("gold", "attribution_channel_weights")
     segs, profiles = wh.row_count("gold", "customer_segments"), wh.row_count("gold", "segment_profiles")
     assert segs == count and profiles >= 3
     jobs.score_daily(settings, END, rebuild_marts=False)
     assert wh.row_count("gold", "customer_scores") == count
     assert (wh.row_count("gold", "customer_segments"), wh.row_count("gold", "segment_profiles")) == (segs, profiles)
-    assert wh.row_count("gold", "fct_attribution_ml") == credits  # the ML credits are replaced, not appended
+    assert wh.row_count("gold", "attribution_channel_weights") == weights  # replaced, not appended
     earlier = jobs.score_daily(settings, EARLIER, rebuild_marts=False, attribution=False)
     orders = gold_tables["fct_orders"]
     n_earlier = orders.loc[orders["is_paid"] & (orders["ordered_at"].dt.date <= EARLIER), "customer_id"].nunique()
@@ -435,26 +435,61 @@ def test_clv_and_churn_against_the_worlds_truth(env, truth):
     assert churn["auc"] > max(MIN_CHURN_AUC, churn_base["auc"])
 
 
-def test_markov_and_shapley_credits_per_order_sum_to_one(env, gold_tables):
+def test_channel_weights_are_the_models_of_every_journey(env, gold_tables):
+    """gold.attribution_channel_weights holds, per model, the weights that ml.attribution gives the
+    journeys written plainly in pandas: one converting path per order (its touchpoints' channel
+    groups in order, its net revenue) and the non-converting journeys; the shares sum to 1 and the
+    credited conversions and revenue to the converting orders'."""
+    from ml.attribution import attribute_paths
+
     settings = env["settings"]
-    ml_rows = _gold(settings, "select * from gold.fct_attribution_ml")
-    assert set(ml_rows.columns) == set(jobs.FCT_ATTRIBUTION_COLUMNS)
-    assert set(ml_rows["model"]) == {"markov", "shapley"}
-    paths = gold_tables["fct_conversion_paths"]
-    sums = ml_rows.groupby(["model", "order_id"])["credit"].sum()
-    assert np.allclose(sums.to_numpy(), 1.0, atol=1e-9)
-    assert len(sums) == 2 * len(paths)
-    revenue = ml_rows.groupby(["model", "order_id"])["attributed_revenue"].sum().unstack(0)
-    expected = paths.set_index("order_id")["net_revenue"].reindex(revenue.index)
-    assert np.allclose(revenue["markov"], expected) and np.allclose(revenue["shapley"], expected)
-    # one row per touchpoint, with the touchpoint's session details
-    linear = gold_tables["fct_attribution"]
-    markov = ml_rows[ml_rows["model"] == "markov"].merge(linear, on=["order_id", "touchpoint_index"], suffixes=("", "_l"))
-    assert len(markov) == len(linear)
-    assert (markov["session_id"] == markov["session_id_l"]).all() and (markov["channel_group"] == markov["channel_group_l"]).all()
+    got = _gold(settings, "select * from gold.attribution_channel_weights").sort_values(
+        ["model", "channel_group"], kind="mergesort").reset_index(drop=True)
+    assert list(got.columns) == list(jobs.CHANNEL_WEIGHT_COLUMNS)
+    paths, linear = gold_tables["fct_conversion_paths"], gold_tables["fct_attribution"]
+    linear = linear[(linear["model"] == "linear") & linear["order_id"].isin(set(paths["order_id"]))]
+    linear = linear.sort_values(["order_id", "touchpoint_index"], kind="mergesort")
+    channels = linear.groupby("order_id", sort=True)["channel_group"].agg(lambda c: tuple(c.fillna("Unassigned")))
+    revenue = paths.set_index("order_id")["net_revenue"].reindex(channels.index).fillna(0.0)
+    converting = pd.DataFrame({"path_id": channels.index, "channels": channels.to_numpy(), "converted": True,
+                               "value": revenue.to_numpy(dtype="float64"), "count": 1})
+    non_converting = _reference_non_converting_paths(gold_tables["fct_sessions"], paths, linear, LOOKBACK_DAYS)
+    journeys = pd.concat([converting, pd.DataFrame({
+        "path_id": [f"n{i}" for i in range(len(non_converting))], "channels": [c for c, _ in non_converting],
+        "converted": False, "value": 0.0, "count": [n for _, n in non_converting]})], ignore_index=True)
+    markov, shapley, _ = attribute_paths(journeys)
+    expected = pd.concat([markov, shapley], ignore_index=True).rename(columns={"channel": "channel_group"})
+    expected = expected.sort_values(["model", "channel_group"], kind="mergesort").reset_index(drop=True)
+    assert len(got) == len(expected) and set(got["model"]) == {"markov", "shapley"}
+    assert got["channel_group"].tolist() == expected["channel_group"].tolist()
+    for c in ("weight", "credit_share", "credited_conversions", "credited_value"):
+        assert np.allclose(got[c], expected[c], rtol=1e-9, atol=1e-12), c
+    mk = got[got["model"] == "markov"]
+    assert np.allclose(mk["conversion_probability_without_channel"],
+                       expected.loc[expected["model"] == "markov", "conversion_probability_without"])
+    assert got.loc[got["model"] == "shapley", "conversion_probability"].isna().all()
+    for _, w in got.groupby("model"):
+        assert abs(w["credit_share"].sum() - 1) < 1e-9 and (w["weight"] >= 0).all()
+        assert abs(w["credited_conversions"].sum() - len(converting)) < 1e-6
+        assert abs(w["credited_value"].sum() - converting["value"].sum()) < 1e-6 * converting["value"].sum()
     attr = env["scored"]["attribution"]
-    assert attr["non_converting_paths"] > 0 and 0 < attr["conversion_probability"] < 1
+    assert attr["orders"] == attr["converting_paths"] == len(converting) > attr["distinct_converting_paths"] > 0
+    assert attr["non_converting_paths"] == sum(n for _, n in non_converting) > 0
+    assert 0 < attr["conversion_probability"] == mk["conversion_probability"].iloc[0] < 1
     assert abs(sum(attr["channel_share"]["markov"].values()) - 1) < 1e-6
+
+
+def test_scoring_drops_the_per_touchpoint_ml_table_of_earlier_versions(tmp_path, gold_tables):
+    """Earlier versions wrote every data-driven credit into gold.fct_attribution_ml; it would be
+    published stale beside fct_attribution, so the ML stage drops it."""
+    settings = _settings(tmp_path)
+    write_gold(settings, {k: gold_tables[k] for k in ("fct_orders", "fct_conversion_paths")})
+    wh = get_warehouse(settings)
+    wh.execute('create table "gold"."fct_attribution_ml" (order_id varchar, credit double)')
+    assert "fct_attribution_ml" in wh.list_tables("gold")
+    jobs.ensure_ml_tables(settings)
+    tables = set(wh.list_tables("gold"))
+    assert "fct_attribution_ml" not in tables and {"attribution_channel_weights", "customer_scores"} <= tables
 
 
 def test_query_frame_returns_what_query_df_returns_on_duckdb(tmp_path):
@@ -477,16 +512,6 @@ def test_query_frame_returns_what_query_df_returns_on_duckdb(tmp_path):
     assert [type(v) for v in fast["dec"]] == [type(v) for v in slow["dec"]]
     assert fast["null_b"].tolist() == slow["null_b"].tolist() and fast["null_d"].tolist() == slow["null_d"].tolist()
     assert wh.query_frame("select 1 as x where false").columns.tolist() == ["x"]
-
-
-def test_arrow_isin_matches_pandas():
-    values = pd.Series(["b", None, "é", "a", "b", "Z"], dtype="str")
-    members = pd.Series(["b", "é", None, "q"], dtype="str")
-    assert jobs._isin(values, members).tolist() == values.isin(set(members.dropna())).tolist()
-    assert jobs._isin(values.astype(object), members.astype(object)).tolist() == [True, False, True, False, True, False]
-    assert not jobs._isin(values, members.iloc[:0]).any()
-    assert jobs._isin(pd.Series([1, 2, 3]), pd.Series([2])).tolist() == [False, True, False]
-    assert jobs._isin(pd.Series([1, "a", None], dtype=object), pd.Series(["a"])).tolist() == [False, True, False]
 
 
 def _reference_non_converting_paths(sessions: pd.DataFrame, paths: pd.DataFrame, touch: pd.DataFrame | None,
@@ -562,8 +587,14 @@ def test_attribution_falls_back_to_channel_paths(tmp_path, gold_tables):
     frame, summary = jobs.attribution_from_gold(settings)
     assert any("nor gold.fct_attribution exists" in n for n in summary["notes"])
     assert any("fct_sessions does not exist" in n for n in summary["notes"])
-    assert np.allclose(frame.groupby(["model", "order_id"])["credit"].sum(), 1.0)
-    assert frame["session_id"].isna().all() and frame["channel_group"].notna().all()
+    paths = gold_tables["fct_conversion_paths"]
+    with_channels = paths[paths["channel_path"].fillna("").str.strip() != ""]
+    channels = {c.strip() for p in with_channels["channel_path"] for c in p.split(">") if c.strip()}
+    assert set(frame["channel_group"]) == channels and set(frame["model"]) == {"markov", "shapley"}
+    assert summary["orders"] == len(with_channels) > 0
+    for _, w in frame.groupby("model"):
+        assert abs(w["credit_share"].sum() - 1) < 1e-9
+        assert abs(w["credited_value"].sum() - with_channels["net_revenue"].sum()) < 1e-6 * with_channels["net_revenue"].sum()
 
 
 def test_ml_reads_silver_so_the_daily_run_can_score_before_building_the_ml_fed_marts(tmp_path, gold_tables):
@@ -583,7 +614,7 @@ def test_ml_reads_silver_so_the_daily_run_can_score_before_building_the_ml_fed_m
         con.execute("create table silver.int_attribution__touchpoints as select *, 'x' as campaign_key from linear "
                     "union all by name select 'no-such-order' as order_id, 1 as touchpoint_index")
     from_silver, summary = jobs.attribution_from_gold(settings)
-    assert not summary["notes"] and len(from_silver) > 0 and from_silver["session_id"].notna().all()
+    assert not summary["notes"] and len(from_silver) > 0
     pd.testing.assert_frame_equal(from_silver, from_gold)
     # consent: the silver golden records win over gold.dim_customers
     feats = jobs.behavior_features_from_gold(settings, END).set_index("customer_id")
@@ -648,7 +679,7 @@ def test_attribution_runs_while_the_scores_are_computed(env, monkeypatch):
 
     settings = env["settings"]
     wh = get_warehouse(settings)
-    tables = ("customer_scores", "customer_segments", "segment_profiles", "fct_attribution_ml")
+    tables = ("customer_scores", "customer_segments", "segment_profiles", "attribution_channel_weights")
 
     def snapshot() -> dict[str, pd.DataFrame]:
         out = {}
@@ -673,7 +704,7 @@ def test_attribution_runs_while_the_scores_are_computed(env, monkeypatch):
     monkeypatch.setattr(jobs, "_score", score_when_both_started)
     monkeypatch.setattr(jobs, "attribution_from_gold", attribute_when_both_started)
     result = jobs.score_daily(settings, END, rebuild_marts=False)
-    assert result["customers_scored"] > 0 and result["attribution"]["rows"] == wh.row_count("gold", "fct_attribution_ml")
+    assert result["customers_scored"] > 0 and result["attribution"]["rows"] == wh.row_count("gold", "attribution_channel_weights")
     after = snapshot()
     for t in tables:
         pd.testing.assert_frame_equal(after[t], before[t], check_exact=False, rtol=1e-9)
@@ -716,4 +747,4 @@ def test_every_ml_table_is_documented_with_the_columns_ml_writes():
         assert all(c.get("description") for c in tables[name]["columns"]), name
         assert tables[name].get("description"), name
     created = {n for n, t in tables.items() if (t.get("meta") or {}).get("create_if_missing", True)}
-    assert created == {"customer_scores", "fct_attribution_ml", "customer_segments", "segment_profiles"}
+    assert created == {"customer_scores", "attribution_channel_weights", "customer_segments", "segment_profiles"}

@@ -130,7 +130,7 @@ def test_web_and_crm_features_are_null_and_left_out(imported):
     assert prof["mean_predicted_clv_12m"].notna().all() and prof["customers"].sum() == scored["customers_scored"]
     # no journeys: data-driven attribution has nothing to credit and says why
     assert scored["attribution"]["rows"] == 0 and scored["attribution"]["notes"]
-    assert get_warehouse(settings).row_count("gold", "fct_attribution_ml") == 0
+    assert get_warehouse(settings).row_count("gold", "attribution_channel_weights") == 0
 
 
 def test_clv_and_churn_against_the_worlds_truth(imported, small_world):

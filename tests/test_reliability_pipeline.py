@@ -15,6 +15,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,36 @@ def test_per_batch_tables_reconcile_in_both_backfill_shapes(runs):
 
     assert {Interval.for_dates(d, d).key for d in DAYS} <= keys_daily
     assert Interval.for_dates(DAYS[0], DAYS[-1]).key in keys_one
+
+
+def test_data_driven_credits_split_each_order_by_the_channel_weights(runs):
+    """The markov / shapley rows of gold.fct_attribution after a real daily run are what
+    ml.attribution.order_credits (the reference) gives each order's touchpoints (its linear rows)
+    under the weights of gold.attribution_channel_weights: credits, revenue, and one row per
+    touchpoint and model with the touchpoint's session."""
+    from ml.attribution import order_credits
+
+    gold = runs["gold_daily"]
+    weights, attribution = gold["attribution_channel_weights"], gold["fct_attribution"]
+    assert set(weights["model"]) == {"markov", "shapley"} and (weights["weight"] > 0).any()
+    linear = attribution[attribution["model"] == "linear"].sort_values(["order_id", "touchpoint_index"], kind="mergesort")
+    revenue = linear.groupby("order_id", sort=True)["attributed_revenue"].sum()
+    orders = pd.DataFrame({
+        "order_id": revenue.index,
+        "channels": linear.groupby("order_id", sort=True)["channel_group"].agg(lambda c: list(c.fillna("Unassigned"))).to_numpy(),
+        "value": revenue.to_numpy(),
+    })
+    expected = order_credits(orders, weights.rename(columns={"channel_group": "channel"})[["model", "channel", "weight"]])
+    got = attribution[attribution["is_data_driven"].astype(bool)]
+    assert len(got) == len(expected) == 2 * len(linear) > 0
+    merged = got.merge(expected, on=["order_id", "model", "touchpoint_index"], how="inner", validate="one_to_one")
+    assert len(merged) == len(got)
+    assert np.allclose(merged["credit"], merged["credit_fraction"], rtol=1e-9, atol=1e-12)
+    assert np.allclose(merged["attributed_revenue"], merged["credited_revenue"], rtol=1e-9, atol=1e-6)
+    touch = merged.merge(linear[["order_id", "touchpoint_index", "session_id"]], on=["order_id", "touchpoint_index"],
+                         suffixes=("", "_linear"))
+    assert (touch["session_id"] == touch["session_id_linear"]).all()
+    # the weights really differ by channel: the data-driven split is not the linear one
+    linear_credit = merged.merge(linear[["order_id", "touchpoint_index", "credit"]], on=["order_id", "touchpoint_index"],
+                                 suffixes=("", "_linear"))
+    assert (abs(linear_credit["credit"] - linear_credit["credit_linear"]) > 1e-6).mean() > 0.1

@@ -4,9 +4,9 @@
        or whose connector has not landed) are created EMPTY with the columns declared in the
        sources .yml (the bronze contract), so the project always builds; ingestion's loader
        adds drift columns later as usual. Existing tables are never touched.
-    2. The ML write-back tables (gold.customer_scores, gold.fct_attribution_ml) are created
-       empty, so dim_customers / fct_attribution can left-join / union them before the first
-       ML run.
+    2. The ML write-back tables (gold.customer_scores, gold.attribution_channel_weights, the
+       segments) are created empty, so dim_customers / fct_attribution can read them before the
+       first ML run.
     3. Postgres: try to enable fuzzystrmatch (levenshtein) for the fuzzy identity rules; without
        the privilege the edit_distance macro falls back to a coarse comparison. -#}
 

@@ -1,9 +1,11 @@
--- The data-driven attribution rows (markov, shapley) of gold.fct_attribution: the credits the ML
--- stage writes to gold.fct_attribution_ml, joined to the current touchpoints of each order (the
--- linear rows of int_attribution__credits). Only orders whose touch count is unchanged keep
--- their data-driven credits, with customer, session and revenue taken from the current data, so
--- identity merges, refunds and late GA4 events between runs never leave stale rows behind.
--- Built after the ML stage (it reads the ml source), with the rest of source:ml+.
+-- The data-driven attribution rows (markov, shapley) of gold.fct_attribution: every converting
+-- order's current touchpoints (the linear rows of int_attribution__credits) share the order in
+-- proportion to the weight of their channel group under the model (Markov removal effect, Shapley
+-- value), the channel weights the ML stage writes to gold.attribution_channel_weights; an order
+-- whose touchpoints all weigh 0 (channels the model does not know) is split equally, so every
+-- order's credits sum to 1 (the SQL of ml.attribution.order_credits). Customer, session and
+-- revenue come from the current data, so identity merges, refunds and late GA4 events are never
+-- stale. Built after the ML stage (it reads the ml source), with the rest of source:ml+.
 {{ config(materialized='table') }}
 
 with rule_based_models as (
@@ -19,35 +21,67 @@ current_touches as (
     where model = 'linear'
 ),
 
-ml_rows as (
+channel_weights as (
     select
-        cast(order_id as {{ dbt.type_string() }}) as order_id,
         cast(model as {{ dbt.type_string() }}) as model,
-        cast(touchpoint_index as {{ dbt.type_bigint() }}) as touchpoint_index,
-        cast(credit as {{ type_double() }}) as credit,
-        count(*) over (partition by order_id, model) as ml_touch_count
-    from {{ source('ml', 'fct_attribution_ml') }}
+        cast(channel_group as {{ dbt.type_string() }}) as channel_group,
+        case when weight > 0 then cast(weight as {{ type_double() }}) else 0 end as weight
+    from {{ source('ml', 'attribution_channel_weights') }}
     where model not in (select model from rule_based_models)
+),
+
+data_driven_models as (
+    select distinct model from channel_weights
+),
+
+weighted_touches as (
+    select
+        current_touches.order_id,
+        data_driven_models.model,
+        current_touches.touchpoint_index,
+        current_touches.touch_count,
+        current_touches.customer_id,
+        current_touches.session_id,
+        current_touches.channel_group,
+        current_touches.source,
+        current_touches.medium,
+        current_touches.campaign,
+        current_touches.campaign_key,
+        current_touches.touched_at,
+        current_touches.order_revenue,
+        coalesce(channel_weights.weight, 0) as weight
+    from current_touches
+    cross join data_driven_models
+    left join channel_weights
+        on channel_weights.model = data_driven_models.model
+        and channel_weights.channel_group = coalesce(current_touches.channel_group, 'Unassigned')
+),
+
+credited as (
+    select
+        weighted_touches.*,
+        case
+            when sum(weight) over (partition by order_id, model) > 0
+                then weight / sum(weight) over (partition by order_id, model)
+            else 1.0 / touch_count
+        end as credit
+    from weighted_touches
 )
 
 select
-    {{ dbt.hash(dbt.concat(['ml_rows.order_id', "'|'", 'ml_rows.model', "'|'",
-                            'cast(ml_rows.touchpoint_index as ' ~ dbt.type_string() ~ ')'])) }} as attribution_id,
-    ml_rows.order_id,
-    current_touches.customer_id,
-    ml_rows.model,
-    ml_rows.touchpoint_index,
-    current_touches.session_id,
-    current_touches.channel_group,
-    current_touches.source,
-    current_touches.medium,
-    current_touches.campaign,
-    current_touches.campaign_key,
-    current_touches.touched_at,
-    ml_rows.credit,
-    cast(ml_rows.credit * current_touches.order_revenue as {{ type_double() }}) as attributed_revenue
-from ml_rows
-inner join current_touches
-    on ml_rows.order_id = current_touches.order_id
-    and ml_rows.touchpoint_index = current_touches.touchpoint_index
-where ml_rows.ml_touch_count = current_touches.touch_count
+    {{ dbt.hash(dbt.concat(['order_id', "'|'", 'model', "'|'",
+                            'cast(touchpoint_index as ' ~ dbt.type_string() ~ ')'])) }} as attribution_id,
+    order_id,
+    customer_id,
+    model,
+    touchpoint_index,
+    session_id,
+    channel_group,
+    source,
+    medium,
+    campaign,
+    campaign_key,
+    touched_at,
+    cast(credit as {{ type_double() }}) as credit,
+    cast(credit * order_revenue as {{ type_double() }}) as attributed_revenue
+from credited

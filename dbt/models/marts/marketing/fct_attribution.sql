@@ -1,8 +1,8 @@
 -- Order x touchpoint credit under each attribution model: the rule-based models
 -- (first_touch, last_touch, last_non_direct, linear, time_decay, position_based; computed
 -- incrementally by order in int_attribution__credits, before the ML stage) plus the data-driven
--- ones (markov, shapley; int_attribution__data_driven, from the credits the ML stage writes to
--- gold.fct_attribution_ml). The daily run builds this model (and channel_performance_daily) after
+-- ones (markov, shapley; int_attribution__data_driven, from the channel weights the ML stage
+-- writes to gold.attribution_channel_weights). The daily run builds this model (and channel_performance_daily) after
 -- ML, so they appear the same run.
 --
 -- A view over those two tables: the daily run does not write three million rows a second time.
