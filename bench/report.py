@@ -153,7 +153,10 @@ def pipeline_section(runs: dict[str, dict[str, Any]]) -> list[str]:
                        + ".")
             out.append("")
         elif r.get("incremental_stages"):
-            out.append(f"Incremental day at {s} ({r['incremental_day_seconds']:.2f} s, "
+            repeats = [x["seconds"] for x in r.get("incremental_runs") or []]
+            median = (f"the median of {len(repeats)} runs from the same state ("
+                      + ", ".join(f"{x:.2f}" for x in repeats) + " s), " if len(repeats) > 1 else "")
+            out.append(f"Incremental day at {s} ({r['incremental_day_seconds']:.2f} s, {median}"
                        f"{100 * r['incremental_share_of_full']:.1f}% of the direct full refresh): "
                        + ", ".join(f"{x['stage'].removeprefix('incr ')} {x['seconds']:.2f} s" for x in r["incremental_stages"])
                        + ".")

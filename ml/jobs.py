@@ -89,7 +89,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ from ml.holdout import HOLDOUT_DECILE_COLUMNS, holdout_deciles
 from ml.pipeline import CHURN_MODEL, CLV_MODEL, CLV_XGB_MODEL, run_ml
 from ml.scoring import CUSTOMER_SCORES_COLUMNS, build_customer_scores
 from ml.segments import PROFILE_COLUMNS, SEGMENT_COLUMNS, SegmentationError, segment_customers, segment_tables
-from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features
+from ml.supervised import FEATURE_COLUMNS, ChurnModel, SupervisedConfig, build_features, merge_extra_features
 from retailpulse.memory import release_memory
 from retailpulse.settings import Settings
 from retailpulse.warehouse import Warehouse, get_warehouse, ident
@@ -1224,12 +1224,21 @@ def _score(
     tx = transactions_from_gold(settings, day)
     if tx.empty:
         return None
-    behaviour = behavior_features_from_gold(settings, day)
-    feats, _ = build_features(
-        tx, day, horizon_days=int(pointer["horizon_days"]), clv_model=clv_model,
-        monthly_discount_rate=float(pointer.get("monthly_discount_rate", MONTHLY_DISCOUNT_RATE)),
-        extra_features=behaviour,
-    )
+    # the behaviour features are the warehouse's work (SQL), the RFM features and the CLV
+    # predictions this process's: the two overlap, and meet in merge_extra_features (the last
+    # step build_features takes with extra_features)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-behaviour") as pool:
+        behaviour = pool.submit(behavior_features_from_gold, settings, day)
+        try:
+            feats, _ = build_features(
+                tx, day, horizon_days=int(pointer["horizon_days"]), clv_model=clv_model,
+                monthly_discount_rate=float(pointer.get("monthly_discount_rate", MONTHLY_DISCOUNT_RATE)),
+            )
+        except BaseException:
+            wait([behaviour])  # the query ends before its connection does; this error is the one raised
+            raise
+        extra = behaviour.result()  # the query's error, if any, is raised here
+    feats, _ = merge_extra_features(feats, extra)
     for c in churn_model.feature_names:
         if c not in feats.columns:
             feats[c] = np.nan

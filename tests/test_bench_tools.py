@@ -166,3 +166,37 @@ def test_world_generation_runs_in_its_own_process_and_reports_its_peak(tmp_path)
     assert psutil.Process().memory_info().rss - before < 50 * 2**20
     with pytest.raises(RuntimeError, match="generating the huge world failed"):
         generate_world_apart([], tmp_path, "huge", 7)
+
+
+def test_the_incremental_day_repeats_from_the_same_state_and_reports_the_median(tmp_path):
+    """bench.run --incremental-repeats: every run of the day starts from the state before the
+    first (what the previous run wrote is put back), the median run is reported, and the copy of
+    the state is removed afterwards."""
+    from bench.run import repeated_incremental_day
+
+    for name in ("data", "warehouse"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.txt").write_text("before")
+    (tmp_path / "warehouse" / "serving").mkdir()
+    (tmp_path / "warehouse" / "parquet").symlink_to("serving", target_is_directory=True)
+    seen: list[tuple[str, str, bool]] = []
+    seconds = iter([30.0, 10.0, 20.0])
+
+    def day():
+        seen.append(((tmp_path / "data" / "state.txt").read_text(), (tmp_path / "warehouse" / "state.txt").read_text(),
+                     (tmp_path / "warehouse" / "parquet").is_symlink()))
+        for name in ("data", "warehouse"):
+            (tmp_path / name / "state.txt").write_text(f"after run {len(seen)}")
+        (tmp_path / "data" / f"new-{len(seen)}").write_text("x")
+        s = next(seconds)
+        return [{"stage": "incr dbt build", "seconds": s}], s
+
+    stages, median, runs = repeated_incremental_day(tmp_path, 3, day)
+    assert seen == [("before", "before", True)] * 3
+    assert [r["seconds"] for r in runs] == [30.0, 10.0, 20.0]
+    assert median == 20.0 and stages == [{"stage": "incr dbt build", "seconds": 20.0}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "warehouse"]
+    assert (tmp_path / "data" / "state.txt").read_text() == "after run 3" and not (tmp_path / "data" / "new-1").exists()
+    # one run: no copy of the state at all
+    stages, median, runs = repeated_incremental_day(tmp_path, 1, lambda: ([], 5.0))
+    assert median == 5.0 and len(runs) == 1

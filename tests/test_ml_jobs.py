@@ -674,7 +674,8 @@ def test_score_daily_drops_its_frames_before_dbt_rebuilds_the_marts(env, monkeyp
 
 def test_attribution_runs_while_the_scores_are_computed(env, monkeypatch):
     """The data-driven attribution and the scoring run at the same time (each is mostly one core's
-    work); the tables they write are those a sequential run writes."""
+    work), and within the scoring the behaviour features (SQL) while the RFM features and CLV
+    predictions are computed; the tables they write are those a sequential run writes."""
     import threading
 
     settings = env["settings"]
@@ -703,6 +704,19 @@ def test_attribution_runs_while_the_scores_are_computed(env, monkeypatch):
 
     monkeypatch.setattr(jobs, "_score", score_when_both_started)
     monkeypatch.setattr(jobs, "attribution_from_gold", attribute_when_both_started)
+    features_together = threading.Barrier(2, timeout=30)
+    behaviour, build = jobs.behavior_features_from_gold, jobs.build_features
+
+    def behaviour_with_the_rfm_features(*args, **kwargs):
+        features_together.wait()
+        return behaviour(*args, **kwargs)
+
+    def rfm_features_with_the_behaviour(*args, **kwargs):
+        features_together.wait()
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "behavior_features_from_gold", behaviour_with_the_rfm_features)
+    monkeypatch.setattr(jobs, "build_features", rfm_features_with_the_behaviour)
     result = jobs.score_daily(settings, END, rebuild_marts=False)
     assert result["customers_scored"] > 0 and result["attribution"]["rows"] == wh.row_count("gold", "attribution_channel_weights")
     after = snapshot()
