@@ -288,7 +288,11 @@ def ensure_ml_tables(settings: Settings) -> list[str]:
         if table in catalog:
             log.info("dropping gold.%s: an earlier version's ML table, replaced by gold.attribution_channel_weights",
                      table)
-            wh.execute(f"drop table if exists {_tbl(wh, table)}")
+            try:
+                wh.execute(f"drop table if exists {_tbl(wh, table)}")
+            except Exception as exc:  # noqa: BLE001 - e.g. an analyst's view on it (Postgres): keep it, say so
+                log.warning("gold.%s (no longer written) was not dropped: %s; drop it once nothing depends on it",
+                            table, str(exc).splitlines()[0])
     return missing
 
 
