@@ -211,7 +211,7 @@ def repeated_incremental_day(root: Path, repeats: int, day: Callable[[], tuple[l
                              ) -> tuple[list[dict[str, Any]], float, list[dict[str, Any]]]:
     """``day()`` ``repeats`` times from the same state: the warehouse and data directories under
     ``root`` are copied aside before the first run and put back before each further one (outside
-    the timed day), so every run does the same work. Returns the stages and seconds of the median
+    the timed day, then flushed to disk), so every run does the same work. Returns the stages and seconds of the median
     run, and every run's seconds and stages (a single run on a shared 2-core VM varies by 10-20%)."""
     import shutil
 
@@ -229,6 +229,9 @@ def repeated_incremental_day(root: Path, repeats: int, day: Callable[[], tuple[l
                     shutil.rmtree(root / name)
                     shutil.copytree(saved / name, root / name, symlinks=True)
                 print(f"  incremental day, run {i + 1} of {repeats} (state restored)", flush=True)
+            # the copies (and the full refresh before the first run) leave GBs of dirty pages that
+            # the kernel would write back during the timed day: every run starts with them on disk
+            os.sync()
             stages, seconds = day()
             runs.append({"seconds": round(seconds, 2), "stages": stages})
     finally:
