@@ -72,3 +72,10 @@
     select 'time_decay' union all
     select 'position_based'
 {%- endmacro %}
+
+{#- The key of a gold.fct_attribution row: md5 of order_id, model and touchpoint_index joined by '|'
+    (neither model names nor the index contain '|', so different rows never share the md5 input).
+    One definition for the rule-based and the data-driven rows, so the two never disagree. -#}
+{% macro attribution_id(order_id='order_id', model='model', touchpoint_index='touchpoint_index') -%}
+    {{ dbt.hash(dbt.concat([order_id, "'|'", model, "'|'", 'cast(' ~ touchpoint_index ~ ' as ' ~ dbt.type_string() ~ ')'])) }}
+{%- endmacro %}

@@ -69,8 +69,7 @@ credited as (
 )
 
 select
-    {{ dbt.hash(dbt.concat(['order_id', "'|'", 'model', "'|'",
-                            'cast(touchpoint_index as ' ~ dbt.type_string() ~ ')'])) }} as attribution_id,
+    {{ attribution_id() }} as attribution_id,
     order_id,
     customer_id,
     model,
