@@ -596,8 +596,8 @@ def _converting_paths(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, li
     rows: list[tuple[Any, ...]] = []
     relation: str | None = None
     if source is None:
-        notes.append("neither silver.int_attribution__touchpoints nor gold.fct_attribution exists: "
-                     "touchpoints taken from fct_conversion_paths.channel_path")
+        fallback = ("neither silver.int_attribution__touchpoints nor gold.fct_attribution exists: "
+                    "touchpoints taken from fct_conversion_paths.channel_path")
     else:
         origin, table, where = source
         rows = wh.query(f"""
@@ -619,10 +619,8 @@ def _converting_paths(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, li
             group by per_order.path
             order by first_order
         """)
-        if rows:
-            relation = f"(select order_id, touchpoint_index, session_id from {table} where {where})"
-        else:
-            notes.append(f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path")
+        relation = f"(select order_id, touchpoint_index, session_id from {table} where {where})"
+        fallback = f"{origin} has no touchpoints of these orders: touchpoints taken from channel_path"
     if rows:
         paths = [tuple(str(r[0]).split(chr(31))) for r in rows]
         counts = [int(r[1]) for r in rows]
@@ -631,7 +629,9 @@ def _converting_paths(wh: Warehouse, catalog: Catalog) -> tuple[pd.DataFrame, li
         orders = wh.query_frame(f"select order_id, coalesce(cast(net_revenue as double precision), 0) as net_revenue, "
                                 f"channel_path from {_tbl(wh, 'fct_conversion_paths')} order by order_id")
         if orders.empty:
-            return pd.DataFrame(), [*notes, "gold.fct_conversion_paths is empty: no converting journeys to attribute"], None
+            return pd.DataFrame(), ["gold.fct_conversion_paths is empty: no converting journeys to attribute"], None
+        relation = None
+        notes.append(fallback)
         agg: dict[tuple[str, ...], list[float]] = {}
         for path, value in zip(orders["channel_path"], orders["net_revenue"], strict=True):
             channels = tuple(p.strip() for p in str(path or "").split(">") if p.strip())
