@@ -211,8 +211,9 @@ def repeated_incremental_day(root: Path, repeats: int, day: Callable[[], tuple[l
                              ) -> tuple[list[dict[str, Any]], float, list[dict[str, Any]]]:
     """``day()`` ``repeats`` times from the same state: the warehouse and data directories under
     ``root`` are copied aside before the first run and put back before each further one (outside
-    the timed day, then flushed to disk), so every run does the same work. Returns the stages and seconds of the median
-    run, and every run's seconds and stages (a single run on a shared 2-core VM varies by 10-20%)."""
+    the timed day, then flushed to disk), so every run does the same work. Returns the stages and
+    seconds of the median run, and every run's seconds and stages (a single run on a shared 2-core
+    VM varies by 10-20%)."""
     import shutil
 
     saved = root / "before-incremental-day"

@@ -57,15 +57,18 @@ weighted_touches as (
         and channel_weights.channel_group = coalesce(current_touches.channel_group, 'Unassigned')
 ),
 
-credited as (
+order_weights as (
     select
         weighted_touches.*,
-        case
-            when sum(weight) over (partition by order_id, model) > 0
-                then weight / sum(weight) over (partition by order_id, model)
-            else 1.0 / touch_count
-        end as credit
+        sum(weight) over (partition by order_id, model) as order_weight
     from weighted_touches
+),
+
+credited as (
+    select
+        order_weights.*,
+        case when order_weight > 0 then weight / order_weight else 1.0 / touch_count end as credit
+    from order_weights
 )
 
 select
