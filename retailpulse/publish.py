@@ -16,7 +16,10 @@
   rebuilds every other table; unchanged Parquet date files are hard links to the previous
   generation's. So the daily publish does not rewrite a growing score history. A fresh copy is
   built when there is no previous one, when it holds more free than used space, and for
-  erasure (``keep_previous=False``: no earlier bytes may survive).
+  erasure (``keep_previous=False``: no earlier bytes may survive). The previous copy's
+  fingerprints are those recorded beside it when it was published
+  (``<serving>/retailpulse_serving.fingerprints.json``, trusted only while the file has the
+  inode, size and modification time recorded there), so only gold's history is read.
 * **Postgres target**: gold lives in Postgres; the role ``settings.bi_role`` (``retailpulse_bi``)
   is created or refreshed so that it can SELECT gold and nothing else (USAGE on gold, SELECT on
   its tables, default privileges for future tables, everything on bronze/silver/ops revoked).
@@ -55,6 +58,9 @@ PARQUET_LINK = "parquet"
 # replaces only the date it scores (published by date, see the module docstring)
 HISTORY_TABLES: dict[str, str] = {"customer_scores": "as_of_date", "customer_segments": "as_of_date"}
 FINGERPRINTS_FILE = "_fingerprints.json"  # per history table directory: {date: [rows, row-hash sum]}
+# beside the serving file: its history tables' fingerprints, and the file's inode, size and mtime
+# when they were taken (the next publish trusts them only while the file is still that file)
+SERVING_FINGERPRINTS = "retailpulse_serving.fingerprints.json"
 # zstd at level 1: the files are as small as at the default level 3 (within 1% on the medium gold
 # tables) and written about a quarter faster (publish runs every day)
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
@@ -153,6 +159,37 @@ def _date_fingerprints(con: Any, relation: str, column: str) -> Fingerprints:
     return {str(k): [str(n), str(h)] for k, n, h in rows}
 
 
+def _file_stamp(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _stored_fingerprints(serving_file: Path) -> dict[str, Fingerprints]:
+    """The history fingerprints recorded when ``serving_file`` was published ({} when there are
+    none, or when the file is no longer the one they describe: then they are computed again)."""
+    try:
+        stored = json.loads((serving_file.parent / SERVING_FINGERPRINTS).read_text())
+        if stored.get("serving_file") != _file_stamp(serving_file):
+            return {}
+        return {str(t): {str(k): [str(v[0]), str(v[1])] for k, v in fp.items()}
+                for t, fp in stored["tables"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return {}
+
+
+def _store_fingerprints(serving_file: Path, fingerprints: dict[str, Fingerprints]) -> None:
+    """Record the history fingerprints of the serving file just swapped in (see :data:`SERVING_FINGERPRINTS`)."""
+    path = serving_file.parent / SERVING_FINGERPRINTS
+    tmp = serving_file.parent / _tmp_name("fingerprints", ".json")
+    try:
+        tmp.write_text(json.dumps({"serving_file": _file_stamp(serving_file), "tables": fingerprints}))
+        os.replace(tmp, path)
+    except OSError as exc:  # the publish stands; the next one computes the fingerprints
+        log.warning("could not record the serving copy's history fingerprints: %s", exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _date_predicate(column: str, keys: Iterable[str]) -> str:
     keys = sorted(keys)
     dated = [k for k in keys if k != "null"]
@@ -242,17 +279,22 @@ def _write_parquet(con: Any, tables: list[str], history: dict[str, str], fingerp
 
 def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path,
                       previous: Path | None = None, previous_parquet: Path | None = None,
-                      ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+                      ) -> tuple[dict[str, int], dict[str, dict[str, Any]], dict[str, Fingerprints]]:
     """DuckDB target: copy gold table by table inside DuckDB (no round trip through pandas).
 
     With ``previous`` (the current serving file) the copy starts from it: history tables keep
     their unchanged dates, every other table is rebuilt; ``previous_parquet``: the current
-    Parquet generation, whose unchanged history dates are linked. Returns the row counts and,
-    per history table, what was rewritten (``serving_dates_rewritten``: None for a full copy)."""
+    Parquet generation, whose unchanged history dates are linked. The previous copy's dates are
+    compared by the fingerprints recorded when it was published (:data:`SERVING_FINGERPRINTS`;
+    computed from the file when there are none), so a publish reads the growing history once
+    (gold's), not twice. Returns the row counts, per history table what was rewritten
+    (``serving_dates_rewritten``: None for a full copy), and the history tables' fingerprints
+    (those of the new copy, to record beside it)."""
     wh = get_warehouse(settings)
     assert isinstance(wh, DuckDBWarehouse)
     counts: dict[str, int] = {}
     report: dict[str, dict[str, Any]] = {}
+    stored = _stored_fingerprints(previous) if previous is not None and previous.is_file() else {}
     # read-write on purpose: in-process readers must share the configuration of the writer (dbt
     # keeps its connection open); publish runs in the one-slot pool. Autocommit: one transaction
     # per statement (a DuckDB transaction may write to one attached database only).
@@ -275,7 +317,8 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
             if reused:
                 for t, col in history.items():
                     if _columns(con, "__rp_serving", t) == _columns(con, gold_catalog, t):
-                        kept[t] = _date_fingerprints(con, f"__rp_serving.gold.{ident(t)}", col)
+                        kept[t] = stored[t] if t in stored else _date_fingerprints(
+                            con, f"__rp_serving.gold.{ident(t)}", col)
                 stale = [r[0] for r in con.execute(
                     "select table_name from information_schema.tables where table_catalog = '__rp_serving' "
                     "and table_schema = 'gold'").fetchall() if r[0] not in kept]
@@ -314,7 +357,9 @@ def _copy_duckdb_gold(settings: Settings, tables: list[str], tmp_db: Path, parqu
             con.execute("detach __rp_serving")
     finally:
         con.close()
-    return counts, report
+    # the copy's history tables now equal gold's: kept dates had gold's fingerprints, the others
+    # were written from gold
+    return counts, report, fingerprints
 
 
 def _copy_frames_gold(settings: Settings, tables: list[str], tmp_db: Path, parquet_dir: Path) -> dict[str, int]:
@@ -399,14 +444,15 @@ def publish_serving_copy(settings: Settings, tables: list[str] | None = None, ke
         if wh.target == "duckdb":
             link = serving / PARQUET_LINK
             previous_parquet = link.resolve() if keep_previous and link.is_dir() else None
-            counts, history = _copy_duckdb_gold(settings, tables, tmp_db, parquet_dir,
-                                                previous=final if keep_previous else None,
-                                                previous_parquet=previous_parquet)
+            counts, history, fingerprints = _copy_duckdb_gold(settings, tables, tmp_db, parquet_dir,
+                                                              previous=final if keep_previous else None,
+                                                              previous_parquet=previous_parquet)
         else:
-            counts, history = _copy_frames_gold(settings, tables, tmp_db, parquet_dir), {}
+            counts, history, fingerprints = _copy_frames_gold(settings, tables, tmp_db, parquet_dir), {}, {}
         Path(str(tmp_db) + ".wal").unlink(missing_ok=True)  # checkpointed: nothing left in a WAL
         os.chmod(tmp_db, 0o444)  # the serving copy is read-only for everyone
         os.replace(tmp_db, final)
+        _store_fingerprints(final, fingerprints)
         parquet = _swap_parquet(serving, parquet_dir, keep_previous)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

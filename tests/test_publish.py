@@ -244,6 +244,62 @@ def test_history_tables_are_published_by_date_and_unchanged_dates_are_kept(setti
     assert all(os.stat(p).st_nlink == 1 for p in folder.glob("*.parquet"))
 
 
+def test_the_previous_copys_dates_are_compared_by_the_fingerprints_recorded_beside_it(settings, monkeypatch):
+    """The history grows by a scoring a day: a publish fingerprints gold's history only, and takes
+    the previous serving copy's from the record written when that copy was published -- unless
+    the file is no longer the one recorded (then it reads the file)."""
+    import duckdb
+
+    from retailpulse import publish
+
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", _scores(["2025-01-01", "2025-01-02"]), where=None, con=con)
+    publish_gold(settings)
+    serving = settings.serving_path / "retailpulse_serving.duckdb"
+    record = json.loads((settings.serving_path / publish.SERVING_FINGERPRINTS).read_text())
+    con = duckdb.connect(str(serving), read_only=True)
+    try:
+        assert record["tables"] == {"customer_scores": publish._date_fingerprints(con, "gold.customer_scores",
+                                                                                  "as_of_date")}
+    finally:
+        con.close()
+    st = os.stat(serving)
+    assert record["serving_file"] == [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    read: list[str] = []
+    real = publish._date_fingerprints
+
+    def recording(con, relation, column):
+        read.append(relation)
+        return real(con, relation, column)
+
+    monkeypatch.setattr(publish, "_date_fingerprints", recording)
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", _scores(["2025-01-02"], shift=0.5),
+                        where={"as_of_date": dt.date(2025, 1, 2)}, con=con)
+    result = publish_gold(settings)
+    assert read == ['gold."customer_scores"']  # gold's history only: the previous copy's is on record
+    assert result["history"]["customer_scores"]["serving_dates_rewritten"] == ["2025-01-02"]
+    _serving_equals_gold(settings, ["customer_scores"])
+
+    # a record that no longer describes the serving file (here: another file's stamp) is not used:
+    # the copy's fingerprints are read from the file, and the result is still gold
+    record = json.loads((settings.serving_path / publish.SERVING_FINGERPRINTS).read_text())
+    record["serving_file"][2] -= 1
+    record["tables"]["customer_scores"]["2025-01-01"] = ["1", "1"]  # would wrongly rewrite 01-01
+    (settings.serving_path / publish.SERVING_FINGERPRINTS).write_text(json.dumps(record))
+    with wh.connect() as con:
+        wh.replace_rows("gold", "customer_scores", _scores(["2025-01-03"]),
+                        where={"as_of_date": dt.date(2025, 1, 3)}, con=con)
+    read.clear()
+    result = publish_gold(settings)
+    assert read == ['__rp_serving.gold."customer_scores"', 'gold."customer_scores"']
+    assert result["history"]["customer_scores"]["serving_dates_rewritten"] == ["2025-01-03"]
+    _serving_equals_gold(settings, ["customer_scores"])
+
+
 def test_the_serving_file_does_not_grow_from_publish_to_publish(settings):
     """Each publish starts from a copy of the previous serving file and rebuilds the tables that
     are not kept by date: their old blocks are reused, the file does not grow by a copy a day."""
