@@ -117,7 +117,6 @@ SERVING_MODELS = (CLV_MODEL, CHURN_MODEL)
 MONTHLY_DISCOUNT_RATE = 0.01
 DEFAULT_HORIZON_DAYS = 90
 
-ATTRIBUTION_MODELS = ("markov", "shapley")
 CHANNEL_WEIGHT_COLUMNS: tuple[str, ...] = (
     "model", "channel_group", "weight", "credit_share", "credited_conversions", "credited_value",
     "conversion_probability", "conversion_probability_without_channel",
