@@ -645,11 +645,19 @@ def other_section() -> list[str]:
                 f"at start {_load_avg(d['machine'])}). gold.customer_scores and gold.customer_segments grow by a full "
                 "scoring a day; a *fresh* publish copies all of it (every daily publish did, before these tables were "
                 "published by date), the *next day's* publish writes the one new date and keeps the rest "
-                "(a fixed 1M-row table beside them is rebuilt each time).", "",
+                "(a fixed 1M-row table beside them is rebuilt each time); it fingerprints gold's history by date "
+                "and takes the previous copy's fingerprints from the record written beside it at its publish "
+                "(`retailpulse_serving.fingerprints.json`).", "",
                 "| days of history | score rows | fresh publish s | next day's publish s | serving file MB |",
                 "| --- | --- | --- | --- | --- |",
                 *[f"| {r['days']} | {r['history_rows']:,} | {r['fresh_publish_s']:.2f} | {r['next_day_publish_s']:.2f} | "
                   f"{r['serving_file_mb']:,.0f} |" for r in d["runs"]], ""]
+        before = _load("publish_history_previous_code")
+        if before:
+            out += ["The code before that record (which fingerprinted the previous copy's history as well), run on "
+                    f"the same machine at {before['recorded_at']} ([publish_history_previous_code.json]"
+                    "(results/publish_history_previous_code.json)): next day's publish "
+                    + ", ".join(f"{r['next_day_publish_s']:.2f} s at {r['days']} days" for r in before["runs"]) + ".", ""]
     d = _load("orchestration_overhead")
     if d:
         out += ["**dbt per-model task rendering in Airflow** ([orchestration_overhead.json](results/orchestration_overhead.json), "
