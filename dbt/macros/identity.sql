@@ -148,3 +148,13 @@ from cc_result
 inner join cc_ids on cc_ids.node_num = cc_result.node_num
 left join cc_labels on cc_labels.label_num = cc_result.label_num
 {%- endmacro %}
+
+{#- gold.customer_identity_map's identifier_value (e-mails hashed: no raw PII in gold) and its
+    key identifier_type:identifier_value, from an identifier's type and raw value (silver) -#}
+{% macro identity_map_value(identifier_type, identifier_value) -%}
+    case when {{ identifier_type }} = 'email' then {{ sha256_hex(identifier_value) }} else {{ identifier_value }} end
+{%- endmacro %}
+
+{% macro identity_map_key(identifier_type, identifier_value) -%}
+    {{ identifier_type }} || ':' || {{ identity_map_value(identifier_type, identifier_value) }}
+{%- endmacro %}
