@@ -312,7 +312,8 @@ def build_frames(seed: int = 7) -> dict[str, pd.DataFrame]:
                                ("ga4_user_pseudo_id", p["device"], "ga4_login")):
             ident.append({"identifier_key": f"{typ}:{val}", "identifier_type": typ, "identifier_value": val,
                           "is_hashed": typ == "email", "customer_id": p["customer_id"], "match_rule": rule,
-                          "match_confidence": 1.0, "is_anonymous": False, "first_seen_at": _ts(p["first_seen"], 3600)})
+                          "match_confidence": 1.0, "is_anonymous": False, "first_seen_at": _ts(p["first_seen"], 3600),
+                          "changed_at": _ts(p["first_seen"], 7200)})
     cases = []
     for k in range(40):
         created = _ts(days[rng.integers(0, len(days))], rng.integers(0, 86000))
