@@ -44,6 +44,9 @@ RUN_SPECIFIC_COLUMNS: dict[str, str] = {
     # gold.ml_model_runs: when the champion was trained / promoted (ml.jobs._now())
     "trained_at": "wall-clock time of training (ml_model_runs)",
     "promoted_at": "wall-clock time of promotion (ml_model_runs)",
+    # gold.customer_identity_map: the start of the dbt run that last changed the identifier's
+    # resolution (daily runs: the day it changed; one run over the days: that run)
+    "changed_at": "dbt run that last changed the identifier's resolution (customer_identity_map)",
 }
 
 def sandbox_settings(root: Path, server: Any, **overrides: Any):
