@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from retailpulse import dbt_logic
 from retailpulse.settings import Settings
 from retailpulse.warehouse import get_warehouse
 
@@ -113,6 +114,49 @@ def _stamp_line(fingerprint: str, manifest: Path) -> str:
     return f"{fingerprint} {st.st_size} {st.st_mtime_ns}"
 
 
+def _current_manifest(project: Path, profiles_dir: Path, cli: list[str], target: Path) -> dict[str, Any] | None:
+    """The manifest of this project, profile and vars: target/manifest.json when the stamp says it
+    was written from them, else parsed now (``dbt parse``, which writes it and its stamp)."""
+    from dbt.cli.main import dbtRunner
+
+    fingerprint = manifest_fingerprint(project, profiles_dir, cli)
+    manifest = target / "manifest.json"
+    stamp = target / MANIFEST_FINGERPRINT
+    if not (stamp.is_file() and stamp.read_text().strip() == _stamp_line(fingerprint, manifest)):
+        options = cli[1:]
+        for flag in ("--full-refresh", "--fail-fast", "-x"):
+            while flag in options:
+                options.remove(flag)
+        options = _without_selection(options)
+        try:
+            res = dbtRunner().invoke(["parse", *options])
+        finally:
+            release_dbt_duckdb()
+        if not res.success:
+            return None  # the build itself reports why the project does not parse
+        stamp.write_text(_stamp_line(fingerprint, manifest) + "\n")
+    return dbt_logic.read_manifest(manifest)
+
+
+_SELECTION_FLAGS = {"--select", "-s", "--models", "-m", "--exclude", "--selector", "--resource-type",
+                    "--resource-types", "--exclude-resource-type", "--exclude-resource-types", "--threads"}
+
+
+def _without_selection(options: list[str]) -> list[str]:
+    """Command-line options of a build without its node selection (``dbt parse`` takes none)."""
+    out: list[str] = []
+    skipping = False
+    for opt in options:
+        if opt in _SELECTION_FLAGS:
+            skipping = True
+            continue
+        if skipping and not opt.startswith("-"):
+            continue
+        skipping = False
+        out.append(opt)
+    return out
+
+
 def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = None,
             run_results_path: Path | None = None, unit_tests: str = "always") -> DbtResult:
     """Invoke ``dbt <args>`` in-process; raises DbtError naming the failed nodes.
@@ -136,16 +180,38 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
     project = settings.dbt_project_dir
     all_vars = {"reporting_currency": settings.reporting_currency,
                 "attribution_lookback_days": settings.attribution_lookback_days, **(vars or {})}
-    cli = [*args, "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
-           "--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
-    if not any(a.startswith("--log-path") for a in args):
-        cli += ["--log-path", str(settings.data_path / "dbt_logs")]
+
+    def command_line(run_vars: dict[str, Any]) -> list[str]:
+        line = [*args, "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
+                "--vars", yaml.safe_dump(run_vars, default_flow_style=True).strip()]
+        if not any(a.startswith("--log-path") for a in args):
+            line += ["--log-path", str(settings.data_path / "dbt_logs")]
+        return line
+
+    cli = command_line(all_vars)
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    target = _target_dir(project)
+    # incremental models whose logic changed since they were last built are rebuilt in full
+    # (retailpulse.dbt_logic); every build or run records the logic of the models it built
+    wh = get_warehouse(settings)
+    tracks_logic = bool(args) and args[0] in ("build", "run") and not any(
+        a.startswith(("--target-path", "--empty")) for a in args)
+    record = dbt_logic.recorded(wh) if tracks_logic else {}
+    if record and "--full-refresh" not in args:
+        manifest = _current_manifest(project, profiles_dir, cli, target)
+        if manifest is not None:
+            changed = dbt_logic.changed_models(
+                dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars)), record)
+            if changed:
+                one = len(changed) == 1
+                log.warning("dbt: the logic of %s changed since %s last built: %s rebuilt in full, so that %s older "
+                            "rows follow the new rules too", ", ".join(c.rsplit(".", 1)[-1] for c in changed),
+                            "it was" if one else "they were", "it is" if one else "they are", "its" if one else "their")
+                cli = command_line({**all_vars, dbt_logic.FULL_REFRESH_VAR: changed})
     # Writing manifest.json costs about a second per invocation (twice over a 3 MB document). A run
     # of nodes skips it when the manifest in target/ was written from this very project, profile,
     # vars and dbt version (the daily DAG reads it); run_results.json is then written below.
-    target = _target_dir(project)
     fingerprint = stamp = None
     if args and args[0] in _NODE_COMMANDS and not any(a.startswith(("--target-path", "--write-json", "--no-write-json"))
                                                      for a in args):
@@ -194,6 +260,12 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
             "seconds": getattr(r, "execution_time", None),
         })
     result = DbtResult(success=bool(res.success), nodes=nodes)
+    if tracks_logic:
+        manifest = dbt_logic.read_manifest(target / "manifest.json")  # this invocation's (written or current)
+        built = [n["unique_id"] for n in nodes if n["resource_type"] == "model" and n["status"] == "success"]
+        if manifest is not None and built:
+            current = dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars))
+            dbt_logic.record_built(wh, current, [b for b in built if b in current and record.get(b) != current[b]])
     if unit_stamp is not None and fingerprint is not None:
         units = [n["status"] for n in nodes if n["resource_type"] == "unit_test"]
         if units and all(status == "pass" for status in units):

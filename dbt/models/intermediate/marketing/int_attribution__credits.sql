@@ -15,8 +15,8 @@
 -- (inputs_fingerprint: the touch count, the sum of 64-bit hashes of the touchpoint rows and the
 -- half-life). A run recomputes the orders whose fingerprint changed or that are new; orders that
 -- no longer have touchpoints are deleted (post-hook). Equal to a full refresh (test
--- test_daily_runs_equal_a_full_refresh). A change of this file's rules needs a full refresh
--- (dbt build --full-refresh --select int_attribution__credits+), as for every incremental model.
+-- test_daily_runs_equal_a_full_refresh). A change of this file's rules rebuilds it in full at
+-- the next run, as for every incremental model (retailpulse/dbt_logic.py).
 {{
     config(
         materialized='incremental',

@@ -7,8 +7,8 @@
 -- (int_identity__resolved.changed_at) and the sessions stitched through an identifier that no
 -- longer resolves to a customer; every other session has the same row and the same identity as
 -- before. Sessions no longer in int_ga4__sessions are deleted (post-hook). Equal to a full
--- refresh (test test_daily_runs_equal_a_full_refresh). A change of the countries seed needs
--- a full refresh of this model.
+-- refresh (test test_daily_runs_equal_a_full_refresh). A change of the countries seed (or of
+-- this file) rebuilds it in full at the next run (retailpulse/dbt_logic.py).
 {{
     config(
         materialized='incremental',
