@@ -12,11 +12,11 @@ in ``dbt/macros/full_refresh.sql``, var ``rp_full_refresh_models``).
 
 The fingerprint of an incremental model digests: the code of the model and of every model, seed
 and snapshot upstream of it (dbt's checksums), their configs (materialization, keys, hooks, ...;
-not descriptions, docs, tags or meta), the SQL of every macro they call (with the macros those
-call), and the project vars (``dbt_project.yml`` and the command line) but those that only
-choose the days a run re-processes (:data:`OPERATIONAL_VARS`). A change anywhere above
-a model therefore rebuilds it and every incremental model below it, whose rows were derived
-from it. A model without a recorded fingerprint (built before this record existed) counts as
+not descriptions, docs, tags or meta), the SQL of every macro they call (read from their SQL and
+hooks, with the macros those call), and the project vars (``dbt_project.yml`` and the command
+line) but those that only choose the days a run re-processes (:data:`OPERATIONAL_VARS`). A change
+anywhere above a model therefore rebuilds it and every incremental model below it, whose rows
+were derived from it. A model without a recorded fingerprint (built before this record existed) counts as
 current: the record starts with its first build by this version.
 """
 
@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,32 @@ def logic_fingerprints(manifest: Mapping[str, Any], vars: Mapping[str, Any]) -> 
             n = nodes[m]
             config = {k: v for k, v in n["config"].items() if k not in _DOC_KEYS}
             h.update(f"{m}\0{n['checksum']['checksum']}\0{_digest(config)}\0".encode())
-        used = macro_closure(mac for m in members for mac in nodes[m]["depends_on"].get("macros", []))
+        used = macro_closure(mac for m in members for mac in _called_macros(nodes[m], macros))
         for m in sorted(used):
             h.update(f"{m}\0{hashlib.sha256(macros[m].get('macro_sql', '').encode()).hexdigest()}\0".encode())
         h.update(project_vars_digest.encode())
         out[uid] = h.hexdigest()
     return out
+
+
+# a call in Jinja: name( or package.name( (SQL functions match too; those that are not macros are
+# not found, the few that share a dbt macro's name only add that macro)
+_CALL = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)\s*\(")
+
+
+def _called_macros(node: Mapping[str, Any], macros: Mapping[str, Any]) -> set[str]:
+    """The macros a node's SQL and hooks call, read from their text. Not the manifest's
+    ``depends_on.macros``: dbt adds to it the macros a build happened to call at run time (e.g.
+    ``should_full_refresh`` once a relation exists), so it differs between manifests of one project."""
+    config = node["config"]
+    text = "\n".join([node.get("raw_code") or "", json.dumps(config.get("pre-hook") or []),
+                      json.dumps(config.get("post-hook") or [])])
+    package = node.get("package_name") or ""
+    found: set[str] = set()
+    for name in set(_CALL.findall(text)):
+        qualified = [f"macro.{name}"] if "." in name else [f"macro.{package}.{name}", f"macro.dbt.{name}"]
+        found.update(q for q in qualified if q in macros)
+    return found
 
 
 def recorded(wh: Warehouse) -> dict[str, str]:

@@ -12,8 +12,9 @@ import pytest
 from retailpulse import dbt_logic
 
 
-def _node(uid: str, materialized: str, checksum: str, parents=(), macros=(), **config) -> dict:
-    return {"unique_id": uid, "resource_type": uid.split(".")[0],
+def _node(uid: str, materialized: str, checksum: str, parents=(), macros=(), raw_code: str = "select 1",
+          **config) -> dict:
+    return {"unique_id": uid, "resource_type": uid.split(".")[0], "package_name": "p", "raw_code": raw_code,
             "checksum": {"name": "sha256", "checksum": checksum},
             "config": {"materialized": materialized, "tags": [], "docs": {"show": True}, **config},
             "depends_on": {"nodes": list(parents), "macros": list(macros)}}
@@ -23,7 +24,8 @@ def _manifest() -> dict:
     nodes = [
         _node("seed.p.countries", "seed", "c1"),
         _node("model.p.stg", "view", "s1", ["seed.p.countries", "source.p.raw.events"]),
-        _node("model.p.inc_a", "incremental", "a1", ["model.p.stg"], ["macro.p.normalize"], unique_key="id"),
+        _node("model.p.inc_a", "incremental", "a1", ["model.p.stg"], ["macro.p.normalize"],
+              raw_code="select {{ normalize('email') }} as email from {{ ref('stg') }}", unique_key="id"),
         _node("model.p.inc_b", "incremental", "b1", ["model.p.inc_a"]),
         _node("model.p.inc_other", "incremental", "o1", ["source.p.raw.events"]),
         _node("model.p.mart", "table", "m1", ["model.p.inc_b"]),
@@ -83,8 +85,14 @@ def test_documentation_tests_and_tables_below_do_not_change_the_logic():
         m["nodes"]["test.p.unique_inc_a_id"]["checksum"]["checksum"] = "t2"
         m["nodes"]["model.p.mart"]["checksum"]["checksum"] = "m2"
 
+    def runtime_macro(m, v):  # dbt adds the macros a build happened to call to a written manifest
+        m["nodes"]["model.p.inc_a"]["depends_on"]["macros"].append("macro.p.should_full_refresh")
+        m["macros"]["macro.p.should_full_refresh"] = {"macro_sql": "{% macro should_full_refresh() %}{% endmacro %}",
+                                                      "depends_on": {"macros": []}}
+
     assert _changed(docs) == set()
     assert _changed(test_and_mart) == set()
+    assert _changed(runtime_macro) == set()
     # the var naming the models to rebuild and the re-processed window are not logic; the rest is
     project = Path(__file__).resolve().parents[1] / "dbt"
     base = dbt_logic.project_vars(project, {})
