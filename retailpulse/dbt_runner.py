@@ -198,11 +198,12 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
     tracks_logic = bool(args) and args[0] in ("build", "run") and not any(
         a.startswith(("--target-path", "--empty")) for a in args)
     record = dbt_logic.recorded(wh) if tracks_logic else {}
+    logic: dict[str, str] | None = None  # the fingerprints of the manifest in target/ before this invocation
     if record and "--full-refresh" not in args:
         manifest = _current_manifest(project, profiles_dir, cli, target)
         if manifest is not None:
-            changed = dbt_logic.changed_models(
-                dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars)), record)
+            logic = dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars))
+            changed = dbt_logic.changed_models(logic, record)
             if changed:
                 one = len(changed) == 1
                 log.warning("dbt: the logic of %s changed since %s last built: %s rebuilt in full, so that %s older "
@@ -260,12 +261,14 @@ def run_dbt(settings: Settings, args: list[str], vars: dict[str, Any] | None = N
             "seconds": getattr(r, "execution_time", None),
         })
     result = DbtResult(success=bool(res.success), nodes=nodes)
-    if tracks_logic:
-        manifest = dbt_logic.read_manifest(target / "manifest.json")  # this invocation's (written or current)
-        built = [n["unique_id"] for n in nodes if n["resource_type"] == "model" and n["status"] == "success"]
-        if manifest is not None and built:
-            current = dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars))
-            dbt_logic.record_built(wh, current, [b for b in built if b in current and record.get(b) != current[b]])
+    built = [n["unique_id"] for n in nodes if n["resource_type"] == "model" and n["status"] == "success"]
+    if tracks_logic and built:
+        current = logic if logic is not None and "--no-write-json" in cli else None  # target/ kept that manifest
+        if current is None:
+            manifest = dbt_logic.read_manifest(target / "manifest.json")  # the one this invocation wrote
+            current = (dbt_logic.logic_fingerprints(manifest, dbt_logic.project_vars(project, all_vars))
+                       if manifest is not None else {})
+        dbt_logic.record_built(wh, current, [b for b in built if b in current and record.get(b) != current[b]])
     if unit_stamp is not None and fingerprint is not None:
         units = [n["status"] for n in nodes if n["resource_type"] == "unit_test"]
         if units and all(status == "pass" for status in units):
