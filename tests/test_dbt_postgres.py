@@ -77,6 +77,20 @@ def test_dbt_build_is_green_on_postgres(on_postgres, built: Built):
     assert nodes == built.summary["nodes"], (nodes, built.summary["nodes"])
 
 
+def test_the_logic_of_the_incremental_models_is_recorded_on_postgres(on_postgres, built: Built):
+    """Each build records the logic fingerprint of the incremental models it built
+    (retailpulse.dbt_logic), on Postgres as on DuckDB: a later change of their logic is found."""
+    from retailpulse import dbt_logic
+
+    settings, _, _ = on_postgres
+    record = dbt_logic.recorded(_wh(settings))
+    incremental = {"int_ga4__events", "int_ga4__sessions", "int_sessions__stitched", "int_identity__ga4_devices",
+                   "int_identity__exact_components", "int_identity__resolved", "int_attribution__credits",
+                   "customer_identity_map"}
+    assert {uid.rsplit(".", 1)[-1] for uid in record} == incremental, record
+    assert all(len(fp) >= 32 for fp in record.values()), record
+
+
 def test_gold_row_counts_match_duckdb(on_postgres, built: Built):
     pg = _wh(on_postgres[0])
     duck = _wh(built.settings)
