@@ -663,6 +663,24 @@ def other_section() -> list[str]:
                     f"the same machine at {before['recorded_at']} ([publish_history_previous_code.json]"
                     "(results/publish_history_previous_code.json)): next day's publish "
                     + ", ".join(f"{r['next_day_publish_s']:.2f} s at {r['days']} days" for r in before["runs"]) + ".", ""]
+    d = _load("publish_delta")
+    if d:
+        rows = d["rows_before_the_day"]
+        out += ["**The daily publish of the large tables: row by row against a full copy** "
+                "([publish_delta.json](results/publish_delta.json), `python -m bench.publish_delta`; load average "
+                f"at start {_load_avg(d['machine'])}). Synthetic gold shaped like the medium world's large tables "
+                f"(scale {d['scale']}: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()) + " rows), one day's "
+                "changes applied (" + ", ".join(f"{t} {c['updated_share']:.1%} updated + {c['added_share']:.1%} added"
+                                                for t, c in d["day_changes"].items()) + "), then the next publish from "
+                "the same previous serving copy in both modes, alternating: every table copied again (what each "
+                "daily publish did before) against the tables of at least `DELTA_MIN_ROWS` rows updated row by row "
+                "(rows compared by hash). Parquet is written whole in both.", "",
+                "| mode | runs s | median s |", "| --- | --- | --- |",
+                *[f"| {m.replace('_', ' ')} | {', '.join(f'{x:.2f}' for x in d['seconds'][m])} | "
+                  f"{d['median_seconds'][m]:.2f} |" for m in ("full_copy", "row_delta")], "",
+                "Rows replaced row by row: " + ", ".join(
+                    f"{t} {v['serving_rows_deleted']:,} out, {v['serving_rows_inserted']:,} in"
+                    for t, v in d["row_deltas"].items()) + f" (speed-up {d['speedup']}×).", ""]
     d = _load("orchestration_overhead")
     if d:
         out += ["**dbt per-model task rendering in Airflow** ([orchestration_overhead.json](results/orchestration_overhead.json), "
@@ -693,6 +711,7 @@ def write_markdown() -> Path:
         "python -m bench.dbt_duckdb_vs_postgres | bench.sessionization | bench.ingestion_clients   # one focused bench",
         "python -m bench.world_generation | bench.ml_fit_sizes | bench.dashboard_render | bench.orchestration_overhead",
         "python -m bench.publish_history [--days 30,180,365]   # the daily publish against the score history's length",
+        "python -m bench.publish_delta [--scale 1.0]           # the daily publish of the large tables: row by row vs full copy",
         "# diagnostics on a kept run (bench.run --workdir data/bench-work keeps DIR/<size>/direct):",
         "python -m bench.identity_rounds --warehouse data/bench-work/medium/direct/warehouse/retailpulse.duckdb",
         "python -m bench.ga4_load_memory --landing data/bench-work/medium/direct/data [--memory-limit 2GB] [--trace]",

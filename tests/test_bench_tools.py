@@ -200,3 +200,22 @@ def test_the_incremental_day_repeats_from_the_same_state_and_reports_the_median(
     # one run: no copy of the state at all
     stages, median, runs = repeated_incremental_day(tmp_path, 1, lambda: ([], 5.0))
     assert median == 5.0 and len(runs) == 1
+
+
+def test_publish_delta_bench_compares_both_modes_on_the_same_day(monkeypatch):
+    """bench.publish_delta at a tiny scale: both modes publish the same day's gold from the same
+    previous copy; only the row-by-row mode replaces rows, exactly the day's changes."""
+    from bench import publish_delta
+    from retailpulse import publish
+
+    monkeypatch.setattr(publish, "DELTA_MIN_ROWS", 1000)
+    run = publish_delta.measure(scale=0.01, repeats=1)
+    assert set(run["seconds"]) == {"full_copy", "row_delta"} and all(len(v) == 1 for v in run["seconds"].values())
+    assert publish.DELTA_MIN_ROWS == 1000  # put back after the full-copy mode
+    deltas = run["row_deltas"]
+    attribution = run["rows_before_the_day"]["fct_attribution"]
+    assert attribution == 29_890 and set(deltas) == {"fct_attribution", "fct_sessions", "customer_identity_map", "fct_orders"}
+    added = int(attribution * publish_delta.DAY["fct_attribution"][1])
+    # every updated row goes out and comes back changed; the added rows come in
+    assert deltas["fct_attribution"]["serving_rows_inserted"] - deltas["fct_attribution"]["serving_rows_deleted"] == added
+    assert 0.005 * attribution < deltas["fct_attribution"]["serving_rows_deleted"] < 0.02 * attribution
