@@ -183,14 +183,18 @@ def behavioral_features(
     _require_columns(transactions, (customer_col, time_col, amount_col))
     tz = _column_tz(transactions[time_col])
     as_of_day = _as_day(as_of, tz)
+    # the customers as integer codes in id order: every group-by and lookup below hashes small
+    # integers instead of strings (several times faster on 100k customers), the ids come back at
+    # the end. A missing id (code -1) is left out, as a group-by on the ids leaves it out.
+    codes, ids = pd.factorize(transactions[customer_col].to_numpy(), sort=True)
     orders = pd.DataFrame(
         {
-            "customer_id": transactions[customer_col].to_numpy(),
+            "customer_id": codes,
             "day": _day_column(transactions[time_col]).to_numpy(),
             "amount": pd.to_numeric(transactions[amount_col]).astype("float64").to_numpy(),
         }
     )
-    orders = orders[orders["day"] <= as_of_day]
+    orders = orders[(orders["day"] <= as_of_day) & (orders["customer_id"] >= 0)]
     daily = (
         orders.groupby(["customer_id", "day"], sort=True)
         .agg(amount=("amount", "sum"), n_orders=("amount", "size"))
@@ -222,7 +226,9 @@ def behavioral_features(
             out["customer_id"].map(rg.size()).fillna(0).astype("int64")
         )
         out[f"spend_last_{w}d"] = out["customer_id"].map(rg.sum()).fillna(0.0).astype("float64")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out["customer_id"] = pd.Series(ids, dtype=object).take(out["customer_id"].to_numpy()).to_numpy()
+    return out
 
 
 def future_labels(

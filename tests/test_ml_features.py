@@ -92,6 +92,18 @@ def test_behavioral_features(small_log: pd.DataFrame) -> None:
     assert f.loc["b", "spend_last_3d"] == 8.0
 
 
+def test_behavioral_features_leave_out_orders_without_a_customer(small_log: pd.DataFrame) -> None:
+    """Rows without a customer id belong to no customer (not to another one); the customers come
+    out sorted by id, with their ids as given."""
+    log = pd.concat([small_log, pd.DataFrame({"customer_id": [None, None], "amount": [500.0, 600.0],
+                                              "ordered_at": pd.to_datetime(["2024-01-02", "2024-01-09"])})],
+                    ignore_index=True).sample(frac=1.0, random_state=3)
+    f = behavioral_features(log, "2024-01-10", windows=(3,))
+    assert f["customer_id"].tolist() == ["a", "b", "c", "d"]
+    assert f["total_spend"].tolist() == [65.0, 15.0, 1.0, 4.0]
+    pd.testing.assert_frame_equal(f, behavioral_features(small_log, "2024-01-10", windows=(3,)))
+
+
 def test_future_labels(small_log: pd.DataFrame) -> None:
     labels = future_labels(small_log, "2024-01-08", 3).set_index("customer_id")
     # window (2024-01-08, 2024-01-11]
