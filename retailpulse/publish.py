@@ -13,8 +13,8 @@
 * **History by date** (DuckDB target): a day's publish writes only the dates of a history table
   that changed since the previous publish (per-date row count and sum of row hashes): the new
   serving file starts as a copy of the previous one and keeps those tables' unchanged dates;
-  unchanged Parquet date files are hard links to the previous
-  generation's. So the daily publish does not rewrite a growing score history.
+  unchanged Parquet date files are hard links to the previous generation's. So the daily publish
+  does not rewrite a growing score history.
 * **Large tables row by row** (DuckDB target): the other tables of the previous copy with at least
   :data:`DELTA_MIN_ROWS` rows and gold's columns are brought up to gold by replacing only the rows
   whose hash differs (:func:`_apply_row_delta`; a full copy when more than a quarter differ): a day
@@ -154,6 +154,26 @@ def _sql_str(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _row_hash(con: Any, relation: str) -> str:
+    """SQL for the hash of a whole row of ``relation`` (``catalog.schema.table``, quoted parts),
+    from its columns by name: ``hash(row(...))`` equals the hash of the row (``hash(alias)``) but,
+    unlike a table alias, cannot be shadowed by a column of the alias' name (SQL names ignore case,
+    so a column ``T`` would stand in for the row of ``... as t``)."""
+    parts = [p.strip('"').replace('""', '"') for p in re.findall(r'"(?:[^"]|"")*"|[^.]+', relation)]
+    catalog, schema, table = (["", *parts] if len(parts) == 2 else parts)[-3:]
+    if catalog:
+        cols = con.execute("select column_name from information_schema.columns where table_catalog = ? and "
+                           "table_schema = ? and table_name = ? order by ordinal_position",
+                           [catalog, schema, table]).fetchall()
+    else:
+        cols = con.execute("select column_name from information_schema.columns where table_catalog = "
+                           "current_database() and table_schema = ? and table_name = ? order by ordinal_position",
+                           [schema, table]).fetchall()
+    if not cols:
+        raise PublishError(f"no columns found for {relation}")
+    return "hash(row(" + ", ".join(ident(c[0]) for c in cols) + "))"
+
+
 def _tmp_name(prefix: str, suffix: str = "") -> str:
     return f".{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}{suffix}"
 
@@ -165,8 +185,8 @@ def _date_fingerprints(con: Any, relation: str, column: str) -> Fingerprints:
     """``{date: [rows, sum of row hashes]}`` of a history table (the date as text, "null" for NULL):
     equal fingerprints mean the same rows on that date (up to a 64-bit hash collision)."""
     rows = con.execute(
-        f"select coalesce(cast({ident(column)} as varchar), 'null'), count(*), sum(hash(t)) "
-        f"from {relation} as t group by 1"
+        f"select coalesce(cast({ident(column)} as varchar), 'null'), count(*), sum({_row_hash(con, relation)}) "
+        f"from {relation} group by 1"
     ).fetchall()
     return {str(k): [str(n), str(h)] for k, n, h in rows}
 
@@ -254,11 +274,12 @@ def _apply_row_delta(con: Any, table: str) -> dict[str, int] | None:
     copy when more than :data:`DELTA_MAX_SHARE` of the rows differ (copying the table again is
     cheaper then)."""
     name = ident(table)
+    row = _row_hash(con, f"__rp_serving.gold.{name}")  # the same columns as gold's (checked by the caller)
     con.execute(
         f"create or replace temp table __rp_delta as "
         f"select h, count(*) filter (where side = 1) as gold_rows, count(*) filter (where side = 0) as serving_rows "
-        f"from (select hash(t) as h, 1 as side from gold.{name} as t "
-        f"union all select hash(t) as h, 0 as side from __rp_serving.gold.{name} as t) as rows "
+        f"from (select {row} as h, 1 as side from gold.{name} "
+        f"union all select {row} as h, 0 as side from __rp_serving.gold.{name}) as rows "
         f"group by h having count(*) filter (where side = 1) <> count(*) filter (where side = 0)")
     try:
         inserted, deleted = (int(v) for v in con.execute(
@@ -267,10 +288,10 @@ def _apply_row_delta(con: Any, table: str) -> dict[str, int] | None:
         if inserted + deleted > DELTA_MAX_SHARE * max(total, 1):
             return None
         if deleted:
-            con.execute(f"delete from __rp_serving.gold.{name} as t where hash(t) in (select h from __rp_delta)")
+            con.execute(f"delete from __rp_serving.gold.{name} where {row} in (select h from __rp_delta)")
         if inserted:
-            con.execute(f"insert into __rp_serving.gold.{name} select * from gold.{name} as t "
-                        f"where hash(t) in (select h from __rp_delta)")
+            con.execute(f"insert into __rp_serving.gold.{name} select * from gold.{name} "
+                        f"where {row} in (select h from __rp_delta)")
     finally:
         con.execute("drop table if exists temp.__rp_delta")
     return {"serving_rows_deleted": deleted, "serving_rows_inserted": inserted}

@@ -375,6 +375,25 @@ def test_large_tables_are_updated_row_by_row_and_equal_gold(settings, monkeypatc
     _serving_equals_gold(settings, ["fct_orders", "dim_customers"])
 
 
+def test_rows_are_compared_whole_even_with_a_column_named_like_the_row_alias(settings, monkeypatch):
+    """A gold column named T (lifetimes' customer age; SQL names ignore case) must not stand in
+    for the row in the row hashes: a change in another column of such a table is published."""
+    from retailpulse import publish
+
+    monkeypatch.setattr(publish, "DELTA_MIN_ROWS", 1000)
+    wh = get_warehouse(settings)
+    _gold(wh, 1)
+    with wh.connect() as con:
+        con.execute('create table gold.customer_age as select \'c\' || i as customer_id, 7.0 as "T", '
+                    '1.0 * i as "__RP_ROW", i * 1.5 as monetary_value from range(3000) r(i)')
+    publish_gold(settings)
+    with wh.connect() as con:
+        con.execute("update gold.customer_age set monetary_value = -1 where customer_id in ('c1', 'c2', 'c3')")
+    result = publish_gold(settings)
+    assert result["row_deltas"]["customer_age"] == {"serving_rows_deleted": 3, "serving_rows_inserted": 3}
+    _serving_equals_gold(settings, ["customer_age"])
+
+
 def test_row_by_row_updates_do_not_grow_the_serving_file(settings):
     """Daily small changes to a large table, published row by row for 20 days: the copy stays
     within twice the size of a freshly built one (a copy with more free than used space is
