@@ -227,7 +227,7 @@ def behavioral_features(
         )
         out[f"spend_last_{w}d"] = out["customer_id"].map(rg.sum()).fillna(0.0).astype("float64")
     out = out.reset_index(drop=True)
-    out["customer_id"] = pd.Series(ids, dtype=object).take(out["customer_id"].to_numpy()).to_numpy()
+    out["customer_id"] = np.asarray(ids, dtype=object)[out["customer_id"].to_numpy()]
     return out
 
 

@@ -155,23 +155,12 @@ def _sql_str(value: str | Path) -> str:
 
 
 def _row_hash(con: Any, relation: str) -> str:
-    """SQL for the hash of a whole row of ``relation`` (``catalog.schema.table``, quoted parts),
-    from its columns by name: ``hash(row(...))`` equals the hash of the row (``hash(alias)``) but,
-    unlike a table alias, cannot be shadowed by a column of the alias' name (SQL names ignore case,
-    so a column ``T`` would stand in for the row of ``... as t``)."""
-    parts = [p.strip('"').replace('""', '"') for p in re.findall(r'"(?:[^"]|"")*"|[^.]+', relation)]
-    catalog, schema, table = (["", *parts] if len(parts) == 2 else parts)[-3:]
-    if catalog:
-        cols = con.execute("select column_name from information_schema.columns where table_catalog = ? and "
-                           "table_schema = ? and table_name = ? order by ordinal_position",
-                           [catalog, schema, table]).fetchall()
-    else:
-        cols = con.execute("select column_name from information_schema.columns where table_catalog = "
-                           "current_database() and table_schema = ? and table_name = ? order by ordinal_position",
-                           [schema, table]).fetchall()
-    if not cols:
-        raise PublishError(f"no columns found for {relation}")
-    return "hash(row(" + ", ".join(ident(c[0]) for c in cols) + "))"
+    """SQL for the hash of a whole row of ``relation``, from its columns by name:
+    ``hash(row(...))`` equals the hash of the row (``hash(alias)``) but, unlike a table alias,
+    cannot be shadowed by a column of the alias' name (SQL names ignore case, so a column ``T``
+    would stand in for the row of ``... as t``)."""
+    names = [d[0] for d in con.execute(f"select * from {relation} limit 0").description]
+    return "hash(row(" + ", ".join(ident(n) for n in names) + "))"
 
 
 def _tmp_name(prefix: str, suffix: str = "") -> str:
